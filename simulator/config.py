@@ -1,0 +1,375 @@
+"""Typed configuration: the layer, its data, the engine's hardware, and the mapping method.
+
+This module is the only YAML reader of the project (``load_config``). Everything downstream receives frozen
+pydantic models, never dicts. Unknown keys are rejected with their path; cross-field rules (groups, output
+padding, output size, int8 pattern weights) live in validators whose messages name the fields and values.
+
+Keys mirror ``torch.nn.ConvTranspose2d`` / ``torch.nn.Conv2d`` argument names. Pair-valued arguments accept an int
+or ``[h, w]`` and are normalised to ``(h, w)`` tuples.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from simulator.errors import ConfigError
+
+Pair = tuple[int, int]
+NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
+INT8_MAX = 127
+
+
+def _pair(value: Any) -> Any:
+    """Accept ``3`` or ``[3, 5]`` for a pair-valued argument; leave anything else for pydantic to reject."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+
+# --------------------------------------------------------------------------------------------------------- layer
+
+
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegInt = Annotated[int, Field(ge=0)]
+
+
+class LayerConfig(_Frozen):
+    """One convolution layer, with torch's argument names."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)] = "layer"
+    op: Literal["conv_transpose2d", "conv2d"] = "conv_transpose2d"
+    input_shape: tuple[PositiveInt, PositiveInt, PositiveInt, PositiveInt]
+    in_channels: PositiveInt
+    out_channels: PositiveInt
+    kernel_size: tuple[PositiveInt, PositiveInt]
+    stride: tuple[PositiveInt, PositiveInt] = (1, 1)
+    padding: tuple[NonNegInt, NonNegInt] = (0, 0)
+    output_padding: tuple[NonNegInt, NonNegInt] = (0, 0)
+    dilation: tuple[PositiveInt, PositiveInt] = (1, 1)
+    groups: PositiveInt = 1
+    bias: bool = True
+    padding_mode: Literal["zeros"] = "zeros"
+
+    _pairs = field_validator("kernel_size", "stride", "padding", "output_padding", "dilation", mode="before")(
+        lambda v: _pair(v)
+    )
+
+    @field_validator("input_shape", mode="before")
+    @classmethod
+    def _shape_list(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> LayerConfig:
+        n, c, h, w = self.input_shape
+        if c != self.in_channels:
+            raise ValueError(f"input_shape[1]={c} must equal in_channels={self.in_channels}")
+        for field in ("in_channels", "out_channels"):
+            if getattr(self, field) % self.groups:
+                raise ValueError(f"{field}={getattr(self, field)} is not divisible by groups={self.groups}")
+        if self.op == "conv2d" and self.output_padding != (0, 0):
+            raise ValueError(f"output_padding={list(self.output_padding)} is only valid for conv_transpose2d")
+        for axis in (0, 1):
+            op_, s, d = self.output_padding[axis], self.stride[axis], self.dilation[axis]
+            if op_ >= max(s, d):
+                raise ValueError(
+                    f"output_padding={list(self.output_padding)} must be smaller than stride or dilation "
+                    f"(stride={list(self.stride)}, dilation={list(self.dilation)})"
+                )
+        oh, ow = self.output_hw
+        if oh <= 0 or ow <= 0:
+            raise ValueError(
+                f"output size comes out {oh}x{ow} for input {h}x{w}, kernel_size={list(self.kernel_size)}, "
+                f"stride={list(self.stride)}, padding={list(self.padding)}, dilation={list(self.dilation)}"
+            )
+        return self
+
+    @property
+    def output_hw(self) -> Pair:
+        """Output (H, W), by torch's formulas."""
+        _, _, h, w = self.input_shape
+        out = []
+        for axis, size in enumerate((h, w)):
+            k, s, p = self.kernel_size[axis], self.stride[axis], self.padding[axis]
+            d, op_ = self.dilation[axis], self.output_padding[axis]
+            if self.op == "conv_transpose2d":
+                out.append((size - 1) * s - 2 * p + d * (k - 1) + op_ + 1)
+            else:
+                span = size + 2 * p - d * (k - 1) - 1
+                out.append(span // s + 1 if span >= 0 else 0)
+        return out[0], out[1]
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        oh, ow = self.output_hw
+        return self.input_shape[0], self.out_channels, oh, ow
+
+    @property
+    def weight_shape(self) -> tuple[int, int, int, int]:
+        """Weight shape in torch's layout for this op."""
+        kh, kw = self.kernel_size
+        if self.op == "conv_transpose2d":
+            return self.in_channels, self.out_channels // self.groups, kh, kw
+        return self.out_channels, self.in_channels // self.groups, kh, kw
+
+    @property
+    def reduction_length(self) -> int:
+        """K of the engine's GEMM view: kh * kw * C_in / groups."""
+        return self.kernel_size[0] * self.kernel_size[1] * (self.in_channels // self.groups)
+
+    @property
+    def is_transposed(self) -> bool:
+        return self.op == "conv_transpose2d"
+
+
+# ---------------------------------------------------------------------------------------------------------- data
+
+
+class FileSource(_Frozen):
+    """A tensor read from a ``.npy`` file (path relative to the config file)."""
+
+    file: Path
+
+
+class DataConfig(_Frozen):
+    """Where the layer's tensors come from when they are not passed in."""
+
+    seed: NonNegInt = 0
+    ifmap: Literal["random"] | FileSource = "random"
+    weight: Literal["pattern", "random"] | FileSource = "pattern"
+    bias: Literal["zeros", "random"] | FileSource = "zeros"
+
+
+# ------------------------------------------------------------------------------------------------------ hardware
+
+
+class MacArrayConfig(_Frozen):
+    """The systolic MAC array."""
+
+    rows: PositiveInt = 32
+    cols: PositiveInt = 32
+    dataflow: Literal["os", "ws"] = "os"
+    weight_double_buffer: bool = False
+
+
+class BufferConfig(_Frozen):
+    """One on-chip SRAM buffer: capacity and banking (word-interleaved banks)."""
+
+    size_bytes: PositiveInt = 512 * 1024
+    num_banks: PositiveInt = 16
+    bank_width_bytes: PositiveInt = 16
+
+
+class SramConfig(_Frozen):
+    ifmap: BufferConfig = BufferConfig()
+    weight: BufferConfig = BufferConfig()
+    psum: BufferConfig = BufferConfig()
+
+
+class LayoutConfig(_Frozen):
+    """Activation layout in SRAM. Weights are always stored OIHW (torch's order)."""
+
+    activation: Literal["NCHW", "NHWC", "NC1HWC0"] = "NHWC"
+    c0: PositiveInt = 16
+
+
+class DmaConfig(_Frozen):
+    """A DMA or streaming unit: sustained bandwidth and a fixed cost per descriptor (burst set-up)."""
+
+    bytes_per_cycle: PositiveInt = 64
+    setup_cycles: NonNegInt = 32
+
+
+class DramDmaConfig(DmaConfig):
+    """The DRAM <-> SRAM DMA. ``dram_layout: native`` means DRAM already holds activations in the SRAM layout
+    (contiguous bursts); ``NCHW`` means the DMA converts torch's NCHW on the fly (strided SRAM writes, which can
+    conflict on banks)."""
+
+    dram_layout: Literal["native", "NCHW"] = "native"
+
+
+class AccumulatorConfig(_Frozen):
+    on_overflow: Literal["wrap", "saturate", "error"] = "error"
+
+
+class PipelineConfig(_Frozen):
+    overlap: Literal["serial", "double_buffer"] = "double_buffer"
+
+
+class HardwareConfig(_Frozen):
+    """The engine: MAC array, SRAM buffers, layout, DMA engines, accumulator policy, tile overlap, clock."""
+
+    clock_mhz: Annotated[float, Field(gt=0)] = 1000.0
+    mac_array: MacArrayConfig = MacArrayConfig()
+    sram: SramConfig = SramConfig()
+    layout: LayoutConfig = LayoutConfig()
+    dma: DramDmaConfig = DramDmaConfig()
+    swell_dma: DmaConfig = DmaConfig(bytes_per_cycle=64, setup_cycles=8)
+    weight_transpose: DmaConfig = DmaConfig(bytes_per_cycle=32, setup_cycles=8)
+    writeback: DmaConfig = DmaConfig(bytes_per_cycle=64, setup_cycles=8)
+    accumulator: AccumulatorConfig = AccumulatorConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+
+
+class EngineConfig(_Frozen):
+    """How a transposed conv is mapped onto the conv-only engine."""
+
+    transposed_conv: Literal["swell", "phase"] = "swell"
+
+
+# ------------------------------------------------------------------------------------------------------- top level
+
+
+class SimConfig(_Frozen):
+    """A whole simulation: one layer (``layer:``) or a network (``layers:``), its data, hardware and method."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    layers: tuple[LayerConfig, ...]
+    data: DataConfig = DataConfig()
+    hardware: HardwareConfig = HardwareConfig()
+    engine: EngineConfig = EngineConfig()
+    is_network: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _layer_or_layers(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return raw
+        raw = dict(raw)
+        if "is_network" in raw:
+            raise ValueError("is_network is derived from layer/layers and cannot be set")
+        has_one, has_many = "layer" in raw, "layers" in raw
+        if has_one == has_many:
+            raise ValueError("exactly one of 'layer' (a mapping) or 'layers' (a list) is required")
+        if has_one:
+            layer = raw.pop("layer")
+            if isinstance(layer, dict) and "name" not in layer and isinstance(raw.get("name"), str):
+                layer = {**layer, "name": raw["name"]}
+            raw["layers"] = (layer,)
+        else:
+            if not isinstance(raw["layers"], list) or not raw["layers"]:
+                raise ValueError(f"layers must be a non-empty list, got {raw['layers']!r}")
+            raw["is_network"] = True
+        return raw
+
+    @model_validator(mode="after")
+    def _unique_layer_names(self) -> SimConfig:
+        names = [layer.name for layer in self.layers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"layer names must be unique, repeated: {', '.join(dupes)}")
+        if self.data.weight == "pattern":
+            for layer in self.layers:
+                kh, kw = layer.kernel_size
+                if kh * kw > INT8_MAX:
+                    raise ValueError(
+                        f"data.weight=pattern gives w[i,j]=i*kw+j+1 up to {kh * kw} for kernel_size={[kh, kw]} "
+                        f"(layer {layer.name!r}), which leaves int8 (max {INT8_MAX}); use weight: random"
+                    )
+        return self
+
+    @property
+    def layer(self) -> LayerConfig:
+        """The single layer of a one-layer config."""
+        return self.layers[0]
+
+
+# ---------------------------------------------------------------------------------------------------------- loading
+
+
+def format_validation_error(err: ValidationError, source: str, single_layer: bool = False) -> str:
+    """One line: ``source: dotted.key.path: message (got value)`` for the first error."""
+    first = err.errors(include_url=False)[0]
+    parts = [str(p) for p in first["loc"] if not ("[" in str(p) or str(p) == "FileSource")]
+    if single_layer and parts[:2] == ["layers", "0"]:
+        parts = ["layer", *parts[2:]]
+    msg = first["msg"].removeprefix("Value error, ")
+    where = f"{'.'.join(parts)}: " if parts else ""
+    got = ""
+    if first["type"] not in ("value_error", "missing") and "input" in first:
+        shown = repr(first["input"])
+        got = f" (got {shown[:60]}{'...' if len(shown) > 60 else ''})"
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return f"{source}: {where}{msg}{got}"
+
+
+def _read_yaml(path: Path, what: str) -> Any:
+    if not path.exists():
+        raise ConfigError(f"{what} {path}: file not found")
+    if path.is_dir():
+        raise ConfigError(f"{what} {path}: is a directory, expected a YAML file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} {path}: cannot be read ({exc.__class__.__name__})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{what} {path}: not valid YAML{at}") from None
+    if data is None:
+        raise ConfigError(f"{what} {path}: file is empty")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path}: expected a mapping at top level, got {type(data).__name__}")
+    return data
+
+
+def _resolve_data_files(data: Any, base: Path) -> Any:
+    if not isinstance(data, dict):
+        return data
+    out = dict(data)
+    for key in ("ifmap", "weight", "bias"):
+        src = out.get(key)
+        if isinstance(src, dict) and isinstance(src.get("file"), str):
+            out[key] = {**src, "file": str((base / src["file"]).resolve())}
+    return out
+
+
+def config_from_mapping(raw: dict[str, Any], base_dir: Path, source: str = "config") -> SimConfig:
+    """Validate a config mapping; a ``hardware`` string is a YAML file relative to ``base_dir``."""
+    raw = dict(raw)
+    hw = raw.get("hardware")
+    if isinstance(hw, str):
+        raw["hardware"] = _read_yaml(base_dir / hw, "hardware file")
+    if "data" in raw:
+        raw["data"] = _resolve_data_files(raw["data"], base_dir)
+    try:
+        return SimConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source, single_layer="layer" in raw)) from None
+
+
+def load_config(path: str | Path) -> SimConfig:
+    """Read and validate a config file. Raises :class:`ConfigError` with a one-line message."""
+    path = Path(path)
+    raw = _read_yaml(path, "config")
+    return config_from_mapping(raw, path.parent, source=str(path))
+
+
+__all__ = [
+    "BufferConfig",
+    "DataConfig",
+    "DmaConfig",
+    "EngineConfig",
+    "FileSource",
+    "HardwareConfig",
+    "LayerConfig",
+    "SimConfig",
+    "config_from_mapping",
+    "load_config",
+]

@@ -1,0 +1,85 @@
+"""The layer's tensors: generated from ``data:`` (numpy's stable PCG64 generator) or read from ``.npy`` files.
+
+Shared by the simulator and the golden generator, so both see the same ifmap, weight and bias. Generation order
+per layer: ifmap, then weight, then bias, from ``numpy.random.default_rng(seed)`` for a single-layer config and
+``numpy.random.default_rng([seed, layer_index])`` for each layer of a network.
+
+- ifmap ``random``: uniform int8 in [-128, 127];
+- weight ``pattern``: the seed's ``w[..., i, j] = i*kw + j + 1``; ``random``: uniform int8;
+- bias ``zeros``; ``random``: uniform int32 in [-2**20, 2**20) (a realistic quantized-bias range that leaves
+  headroom in int32; pass a file for anything else). ``bias: false`` layers always get zeros.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from simulator.config import DataConfig, FileSource, LayerConfig
+from simulator.errors import ConfigError
+
+BIAS_RANDOM_BOUND = 2**20
+
+
+@dataclass(frozen=True)
+class LayerTensors:
+    ifmap: np.ndarray  # int8 (N, C_in, H, W)
+    weight: np.ndarray  # int8, torch's layout for the op
+    bias: np.ndarray  # int32 (C_out,)
+
+
+def pattern_weight(shape: tuple[int, int, int, int]) -> np.ndarray:
+    """The seed's weight: every tap (i, j) of every kernel holds i*kw + j + 1."""
+    kh, kw = shape[2], shape[3]
+    taps = (np.arange(kh)[:, None] * kw + np.arange(kw)[None, :] + 1).astype(np.int8)
+    return np.ascontiguousarray(np.broadcast_to(taps, shape))
+
+
+def load_npy(path: Path, what: str, shape: tuple[int, ...], lo: int, hi: int, dtype: type) -> np.ndarray:
+    """Read an integer ``.npy`` safely (no pickles), check shape and range, return it as ``dtype``."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ConfigError(f"{what} file {path}: not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} file {path}: is a directory") from None
+    except ValueError as exc:
+        reason = "holds pickled objects (refused)" if "pickle" in str(exc).lower() else "not a valid .npy file"
+        raise ConfigError(f"{what} file {path}: {reason}") from None
+    except (OSError, EOFError, zipfile.BadZipFile):
+        raise ConfigError(f"{what} file {path}: not a valid .npy file (truncated or corrupt)") from None
+    if not isinstance(arr, np.ndarray) or not np.issubdtype(arr.dtype, np.integer):
+        raise ConfigError(f"{what} file {path}: dtype {getattr(arr, 'dtype', type(arr))} is not an integer type")
+    if tuple(arr.shape) != tuple(shape):
+        raise ConfigError(f"{what} file {path}: shape {list(arr.shape)}, expected {list(shape)}")
+    if arr.size and (arr.min() < lo or arr.max() > hi):
+        bad = arr.min() if arr.min() < lo else arr.max()
+        raise ConfigError(f"{what} file {path}: value {int(bad)} outside [{lo}, {hi}]")
+    return arr.astype(dtype)
+
+
+def make_tensors(data: DataConfig, layer: LayerConfig, layer_index: int | None = None) -> LayerTensors:
+    """The ifmap, weight and bias of one layer as ``data:`` describes them."""
+    rng = np.random.default_rng(data.seed if layer_index is None else [data.seed, layer_index])
+    i8 = (-128, 127, np.int8)
+    if isinstance(data.ifmap, FileSource):
+        ifmap = load_npy(data.ifmap.file, "data.ifmap", layer.input_shape, *i8)
+    else:
+        ifmap = rng.integers(-128, 128, size=layer.input_shape, dtype=np.int8)
+    if isinstance(data.weight, FileSource):
+        weight = load_npy(data.weight.file, "data.weight", layer.weight_shape, *i8)
+    elif data.weight == "pattern":
+        weight = pattern_weight(layer.weight_shape)
+    else:
+        weight = rng.integers(-128, 128, size=layer.weight_shape, dtype=np.int8)
+    c_out = layer.out_channels
+    if not layer.bias or data.bias == "zeros":
+        bias = np.zeros(c_out, dtype=np.int32)
+    elif isinstance(data.bias, FileSource):
+        bias = load_npy(data.bias.file, "data.bias", (c_out,), -(2**31), 2**31 - 1, np.int32)
+    else:
+        bias = rng.integers(-BIAS_RANDOM_BOUND, BIAS_RANDOM_BOUND, size=c_out, dtype=np.int32)
+    return LayerTensors(ifmap, weight, bias)

@@ -1,0 +1,115 @@
+"""int8 / int32 arithmetic of the engine, and the accumulator overflow policy.
+
+Models the int32 accumulators of the MAC array and the write-back adder. This is the only module that narrows a
+wide integer to int32; everything else widens first (numpy's ``int8 * int8`` stays int8 and wraps silently).
+
+Policies (``hardware.accumulator.on_overflow``):
+
+- ``wrap``: two's-complement modulo 2**32. Associative, so order does not matter.
+- ``saturate``: clamp to [-2**31, 2**31 - 1] after **every** addition, in the hardware accumulation order: the
+  K products of one output in (kernel row, kernel column, input channel) order of the conv weight the MAC array
+  executes (zero products from inserted zeros leave a clamped accumulator unchanged, so both transposed-conv
+  methods give the same result). Bias is added once more, with a clamp, at write-back.
+- ``error``: raise :class:`AccumulatorOverflowError` naming the first output (in NCHW order) whose running sum
+  leaves int32.
+
+A product of two int8 values is at most 2**14 in magnitude, so a reduction of K < 2**17 products can never leave
+int32 whatever the order: then the exact sum *is* the in-order result and only one final check is needed. Longer
+reductions take the (slow, vectorised over outputs) in-order scan in :func:`ordered_accumulate`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from simulator.errors import AccumulatorOverflowError
+
+OverflowPolicy = Literal["wrap", "saturate", "error"]
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+INT8_MIN, INT8_MAX = -128, 127
+MAX_PRODUCT = 2**14
+SAFE_REDUCTION = (INT32_MAX + 1) // MAX_PRODUCT  # K below this can never overflow mid-sum
+
+
+def reduction_is_order_free(k: int) -> bool:
+    """True when no partial sum of k int8*int8 products can leave int32."""
+    return k < SAFE_REDUCTION
+
+
+Coord = tuple[int, ...]
+
+
+def _global(local: Coord, origin: Coord, scale: Coord) -> list[int]:
+    """Local index -> whole-tensor coordinate: origin + local * scale (a leading origin axis has no local)."""
+    lead = len(origin) - len(local)
+    tail = [o + i * s for o, i, s in zip(origin[lead:], local, scale[lead:] or (1,) * len(local), strict=True)]
+    return [*origin[:lead], *tail]
+
+
+def raise_overflow(mask: np.ndarray, values: np.ndarray, what: str, origin: Coord = (), scale: Coord = ()) -> None:
+    """Raise AccumulatorOverflowError for the first True of ``mask`` (row-major), if any."""
+    if not mask.any():
+        return
+    local = tuple(int(i) for i in np.unravel_index(int(np.argmax(mask.ravel())), mask.shape))
+    coord = _global(local, origin, scale) if origin else list(local)
+    raise AccumulatorOverflowError(
+        f"accumulator overflow (on_overflow=error): {what} at {coord} reaches {int(values[local])}, "
+        f"outside int32 [{INT32_MIN}, {INT32_MAX}]"
+    )
+
+
+def narrow_to_int32(values: np.ndarray, policy: OverflowPolicy, what: str = "value",
+                    origin: Coord = (), scale: Coord = ()) -> np.ndarray:
+    """Reduce exact int64 values to int32 under ``policy``.
+
+    ``origin`` and ``scale`` map an index of ``values`` to whole-tensor coordinates for the ``error`` message
+    (global = origin + index * scale; an extra leading origin entry, e.g. the image n, is passed through).
+    """
+    values = np.asarray(values, dtype=np.int64)
+    if policy == "wrap":
+        return values.astype(np.int32)  # int64 -> int32 cast is two's-complement truncation
+    if policy == "saturate":
+        return np.clip(values, INT32_MIN, INT32_MAX).astype(np.int32)
+    raise_overflow((values < INT32_MIN) | (values > INT32_MAX), values, what, origin, scale)
+    return values.astype(np.int32)
+
+
+def ordered_accumulate(weight_rows: np.ndarray, cols: np.ndarray, policy: OverflowPolicy) -> tuple[
+        np.ndarray, np.ndarray]:
+    """In-order int32 accumulation of ``weight_rows @ cols.T`` for one group: the slow, exact path.
+
+    weight_rows: (M, K) int64, cols: (E, K) int64 -> ((M, E) accumulator contents, (M, E) mask of outputs whose
+    running sum left int32 at some step). Under ``saturate`` the accumulator clamps at every step; under
+    ``error`` it keeps the exact sum and the mask says which outputs overflowed on the way.
+    """
+    acc = np.zeros((weight_rows.shape[0], cols.shape[0]), dtype=np.int64)
+    overflowed = np.zeros(acc.shape, dtype=bool)
+    for k in range(weight_rows.shape[1]):
+        acc += weight_rows[:, k, None] * cols[None, :, k]
+        if policy == "saturate":
+            np.clip(acc, INT32_MIN, INT32_MAX, out=acc)
+        else:
+            overflowed |= (acc < INT32_MIN) | (acc > INT32_MAX)
+    return acc, overflowed
+
+
+def add_bias_int32(psum: np.ndarray, bias: np.ndarray, policy: OverflowPolicy,
+                   origin: Coord = (), scale: Coord = ()) -> np.ndarray:
+    """Write-back adder: int32 psum (C, H, W) + int32 bias (C,) -> int32, under ``policy``."""
+    wide = psum.astype(np.int64) + bias.astype(np.int64)[:, None, None]
+    return narrow_to_int32(wide, policy, what="output (psum + bias)", origin=origin, scale=scale)
+
+
+def check_int8(values: np.ndarray, what: str) -> np.ndarray:
+    """Return ``values`` as int8 if every element is in range; raise ValueError naming the first offender."""
+    values = np.asarray(values)
+    if values.dtype == np.int8:
+        return values
+    bad = (values < INT8_MIN) | (values > INT8_MAX)
+    if bad.any():
+        where = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad.ravel())), values.shape))
+        raise ValueError(f"{what} value {values[where]} at {list(where)} is outside int8 [-128, 127]")
+    return values.astype(np.int8)

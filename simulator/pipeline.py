@@ -1,0 +1,158 @@
+"""The engine's declared stage list, how stages overlap across tiles, and ``simulate``.
+
+This is the only module that composes stages: values (each stage's ``execute`` on the shared SRAM, tile by
+tile, in pipeline order) and timing (each stage's ``cost`` per tile, scheduled ``serial`` or
+``double_buffer``). Stages never call each other; every stage reads the SRAM regions the previous one wrote.
+
+Schedule. Stage s of tile t starts at the latest of: the same unit finishing tile t-1; stage s-1 finishing tile
+t (its input); and, double-buffered, the release of the buffer slot tile t reuses (tile t-2's): the ifmap and
+weight slots are free once the MAC array has finished tile t-2, the psum slot once write-back has. Serial runs
+every stage of tile t after every stage of tile t-1. Stall cycles of a stage: the cycles between its first start
+and its last end in which it was idle (waiting for input or a free slot).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+
+import numpy as np
+
+from simulator.config import HardwareConfig, LayerConfig, SimConfig
+from simulator.data import LayerTensors, make_tensors
+from simulator.errors import ConvsimError
+from simulator.fixedpoint import check_int8
+from simulator.report import LayerReport, TileEvent, summarize
+from simulator.sram import Sram
+from simulator.stages import dma_load, mac_array, swell, weight_transpose, writeback
+from simulator.stages.common import Dram, LayerContext, StageCost
+from simulator.tiling import Tile, TilePlan, method_for, plan_tiles
+
+STAGES: tuple[tuple[str, ModuleType], ...] = (
+    ("load", dma_load),  # DMA: DRAM -> SRAM, ifmap rows per tile, weights and bias per output-channel tile
+    ("swell", swell),  # swelling DMA: zero insertion and border (swelling method only)
+    ("weight_transpose", weight_transpose),  # flip + per-group channel swap, or the phase split
+    ("mac_array", mac_array),  # systolic array: the tile's conv jobs, int32 accumulators
+    ("writeback", writeback),  # bias add, int32 ofmap (phase interleave), DMA store to DRAM
+)
+STAGE_NAMES = tuple(name for name, _ in STAGES)
+# double-buffered: which stage of tile t-2 must finish before this stage may reuse the slot
+SLOT_RELEASED_BY = {"load": "mac_array", "mac_array": "writeback"}
+
+Observer = Callable[[str, Tile, Sram, StageCost], None]
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """One simulated layer: the int32 ofmap (None when timing only), the report and the tile timeline."""
+
+    layer: LayerConfig
+    ofmap: np.ndarray | None
+    report: LayerReport
+    events: tuple[TileEvent, ...]
+    plan: TilePlan
+    tensors: LayerTensors | None
+
+
+def schedule(costs: list[list[int]], overlap: str) -> tuple[list[list[int]], list[list[int]]]:
+    """Start and end cycle of every (tile, stage), from per-tile stage cycles."""
+    index = {name: i for i, name in enumerate(STAGE_NAMES)}
+    starts: list[list[int]] = []
+    ends: list[list[int]] = []
+    for t, row in enumerate(costs):
+        s_row: list[int] = []
+        e_row: list[int] = []
+        for s, cycles in enumerate(row):
+            if overlap == "serial":
+                ready = e_row[-1] if e_row else (ends[t - 1][-1] if t else 0)
+            else:
+                ready = max(ends[t - 1][s] if t else 0, e_row[-1] if e_row else 0)
+                releaser = SLOT_RELEASED_BY.get(STAGE_NAMES[s])
+                if releaser and t >= 2:
+                    ready = max(ready, ends[t - 2][index[releaser]])
+            s_row.append(ready)
+            e_row.append(ready + cycles)
+        starts.append(s_row)
+        ends.append(e_row)
+    return starts, ends
+
+
+def _tensors(cfg: SimConfig, layer: LayerConfig, index: int, ifmap: np.ndarray | None, weight: np.ndarray | None,
+             bias: np.ndarray | None) -> LayerTensors:
+    made = make_tensors(cfg.data, layer, index if cfg.is_network else None)
+    chosen = []
+    for what, given, default, shape in (("ifmap", ifmap, made.ifmap, layer.input_shape),
+                                        ("weight", weight, made.weight, layer.weight_shape)):
+        if given is None:
+            chosen.append(default)
+            continue
+        if tuple(given.shape) != tuple(shape):
+            raise ConvsimError(f"{what}: shape {list(given.shape)}, layer {layer.name!r} expects {list(shape)}")
+        try:
+            chosen.append(check_int8(given, what))
+        except ValueError as exc:
+            raise ConvsimError(str(exc)) from None
+    if bias is None:
+        b = made.bias
+    elif tuple(bias.shape) != (layer.out_channels,):
+        raise ConvsimError(f"bias: shape {list(bias.shape)}, expected [{layer.out_channels}]")
+    else:
+        b = bias.astype(np.int32) if layer.bias else np.zeros(layer.out_channels, dtype=np.int32)
+    return LayerTensors(chosen[0], chosen[1], b)
+
+
+def simulate_layer(layer: LayerConfig, hw: HardwareConfig, method_choice: str, tensors: LayerTensors | None,
+                   observer: Observer | None = None) -> SimResult:
+    """Run one layer through the engine. ``tensors=None`` runs the cycle model only (no values)."""
+    plan = plan_tiles(layer, hw, method_for(layer, method_choice))  # type: ignore[arg-type]
+    ctx = LayerContext(layer, hw, plan)
+    costs: list[list[StageCost]] = []
+    dram = sram = None
+    if tensors is not None:
+        sram = Sram(hw.sram)
+        dram = Dram(tensors.ifmap, tensors.weight, tensors.bias, np.zeros(layer.output_shape, dtype=np.int32))
+    for tile in plan.tiles:
+        row = []
+        for name, stage in STAGES:
+            cost = stage.cost(ctx, tile)
+            if sram is not None:
+                stage.execute(sram, dram, ctx, tile)
+                if observer is not None:
+                    observer(name, tile, sram, cost)
+            row.append(cost)
+        costs.append(row)
+    starts, ends = schedule([[c.cycles for c in row] for row in costs], hw.pipeline.overlap)
+    events = tuple(TileEvent(STAGE_NAMES[s], t, starts[t][s], ends[t][s])
+                   for t in range(len(costs)) for s in range(len(STAGES)) if not costs[t][s].skipped)
+    report = summarize(layer, hw, plan, STAGE_NAMES, costs, starts, ends)
+    return SimResult(layer, dram.ofmap if dram is not None else None, report, events, plan, tensors)
+
+
+def simulate(cfg: SimConfig, ifmap: np.ndarray | None = None, weight: np.ndarray | None = None,
+             bias: np.ndarray | None = None, *, layer: str | int | None = None, functional: bool = True,
+             observer: Observer | None = None) -> SimResult:
+    """Simulate one layer of ``cfg`` (the only layer, or ``layer`` by name or index for a network).
+
+    Missing tensors are generated from ``cfg.data`` exactly as the golden generator does. ``functional=False``
+    runs the cycle model only: no values, ``ofmap`` is None.
+    """
+    index = _layer_index(cfg, layer)
+    chosen = cfg.layers[index]
+    tensors = _tensors(cfg, chosen, index, ifmap, weight, bias) if functional else None
+    return simulate_layer(chosen, cfg.hardware, cfg.engine.transposed_conv, tensors, observer)
+
+
+def _layer_index(cfg: SimConfig, layer: str | int | None) -> int:
+    if layer is None:
+        if cfg.is_network:
+            raise ConvsimError(f"config {cfg.name!r} is a network of {len(cfg.layers)} layers: name one")
+        return 0
+    if isinstance(layer, int):
+        if not 0 <= layer < len(cfg.layers):
+            raise ConvsimError(f"layer index {layer} out of range: config has {len(cfg.layers)} layers")
+        return layer
+    for i, candidate in enumerate(cfg.layers):
+        if candidate.name == layer:
+            return i
+    raise ConvsimError(f"no layer named {layer!r} in config {cfg.name!r}")

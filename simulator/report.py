@@ -1,0 +1,137 @@
+"""Per-stage records, layer totals, the printed table and the Chrome/Perfetto trace.
+
+One record per stage (a line-trace-like one-line summary); the CLI table, ``report.json`` and the trace all come
+from the same :class:`LayerReport`. Models no hardware.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from simulator.config import HardwareConfig, LayerConfig
+from simulator.stages.common import StageCost
+from simulator.tiling import TilePlan
+
+
+@dataclass(frozen=True)
+class TileEvent:
+    stage: str
+    tile: int
+    start_cycle: int
+    end_cycle: int
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    name: str
+    cycles: int
+    stall_cycles: int
+    sram_read_bytes: dict[str, int]
+    sram_write_bytes: dict[str, int]
+    dram_read_bytes: int
+    dram_write_bytes: int
+    skipped: bool
+    compute_cycles: int | None = None
+    folds: int | None = None
+    macs_issued: int | None = None
+    macs_useful: int | None = None
+    utilization_issued: float | None = None
+    utilization_useful: float | None = None
+
+    def line(self) -> str:
+        if self.skipped:
+            return f"{self.name:<17} skipped"
+        text = (f"{self.name:<17} {self.cycles:>12,} cyc  stall {self.stall_cycles:>12,}  "
+                f"sram r/w {sum(self.sram_read_bytes.values()):>12,}/{sum(self.sram_write_bytes.values()):<12,}")
+        if self.macs_issued is not None:
+            text += (f"  macs {self.macs_issued:,} issued / {self.macs_useful:,} useful, util "
+                     f"{self.utilization_issued:.1%} issued / {self.utilization_useful:.1%} useful")
+        return text
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    layer: str
+    op: str
+    method: str
+    num_tiles: int
+    rows_per_tile: int
+    oc_per_tile: int
+    cycles: int
+    time_us: float
+    clock_mhz: float
+    dram_read_bytes: int
+    dram_write_bytes: int
+    peak_sram_bytes: dict[str, int]
+    macs_issued: int
+    macs_useful: int
+    utilization_issued: float
+    utilization_useful: float
+    stages: tuple[StageSummary, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def stage(self, name: str) -> StageSummary:
+        return next(s for s in self.stages if s.name == name)
+
+    def table(self) -> str:
+        head = (f"layer {self.layer} ({self.op}, method {self.method}): {self.num_tiles} tile(s) of "
+                f"{self.rows_per_tile} row(s) x {self.oc_per_tile} channel(s)")
+        total = (f"total {self.cycles:,} cycles = {self.time_us:,.3f} us at {self.clock_mhz:g} MHz; DRAM "
+                 f"{self.dram_read_bytes:,} B read / {self.dram_write_bytes:,} B written; peak SRAM "
+                 + ", ".join(f"{k} {v:,} B" for k, v in self.peak_sram_bytes.items()))
+        return "\n".join([head, *(s.line() for s in self.stages), total])
+
+
+def _add(into: dict[str, int], more: dict[str, int]) -> None:
+    for key, value in more.items():
+        into[key] = into.get(key, 0) + value
+
+
+def summarize(layer: LayerConfig, hw: HardwareConfig, plan: TilePlan, names: tuple[str, ...],
+              costs: list[list[StageCost]], starts: list[list[int]], ends: list[list[int]]) -> LayerReport:
+    """Fold per-tile costs and the schedule into one record per stage and the layer totals."""
+    pes = hw.mac_array.rows * hw.mac_array.cols
+    stages = []
+    for s, name in enumerate(names):
+        column = [row[s] for row in costs]
+        active = [t for t, c in enumerate(column) if not c.skipped]
+        busy = sum(c.cycles for c in column)
+        span = (max(ends[t][s] for t in active) - min(starts[t][s] for t in active)) if active else 0
+        reads: dict[str, int] = {}
+        writes: dict[str, int] = {}
+        for c in column:
+            _add(reads, c.sram_read_bytes)
+            _add(writes, c.sram_write_bytes)
+        extra: dict[str, Any] = {}
+        if name == "mac_array":
+            issued, useful = sum(c.macs_issued for c in column), sum(c.macs_useful for c in column)
+            extra = dict(compute_cycles=busy, folds=sum(c.folds for c in column), macs_issued=issued,
+                         macs_useful=useful, utilization_issued=issued / (pes * busy) if busy else 0.0,
+                         utilization_useful=useful / (pes * busy) if busy else 0.0)
+        stages.append(StageSummary(name, busy, span - busy, reads, writes, sum(c.dram_read_bytes for c in column),
+                                   sum(c.dram_write_bytes for c in column), not active, **extra))
+    mac = next(s for s in stages if s.name == "mac_array")
+    total = max((row[-1] for row in ends), default=0)
+    return LayerReport(
+        layer=layer.name, op=layer.op, method=plan.method, num_tiles=len(plan.tiles),
+        rows_per_tile=plan.rows_per_tile, oc_per_tile=plan.oc_per_tile, cycles=total,
+        time_us=total / hw.clock_mhz, clock_mhz=hw.clock_mhz,
+        dram_read_bytes=sum(s.dram_read_bytes for s in stages), dram_write_bytes=sum(s.dram_write_bytes for s in stages),
+        peak_sram_bytes=dict(plan.peak_bytes), macs_issued=mac.macs_issued or 0, macs_useful=mac.macs_useful or 0,
+        utilization_issued=mac.utilization_issued or 0.0, utilization_useful=mac.utilization_useful or 0.0,
+        stages=tuple(stages))
+
+
+def chrome_trace(events: tuple[TileEvent, ...], names: tuple[str, ...], clock_mhz: float,
+                 process: str = "convsim") -> dict[str, Any]:
+    """Chrome/Perfetto trace JSON: one track (thread) per stage, one complete event per tile; time in us."""
+    tid = {name: i for i, name in enumerate(names)}
+    out: list[dict[str, Any]] = [{"name": "process_name", "ph": "M", "pid": 0, "args": {"name": process}}]
+    out += [{"name": "thread_name", "ph": "M", "pid": 0, "tid": i, "args": {"name": n}} for n, i in tid.items()]
+    out += [{"name": f"tile {e.tile}", "ph": "X", "pid": 0, "tid": tid[e.stage], "ts": e.start_cycle / clock_mhz,
+             "dur": (e.end_cycle - e.start_cycle) / clock_mhz,
+             "args": {"tile": e.tile, "start_cycle": e.start_cycle, "end_cycle": e.end_cycle}} for e in events]
+    return {"traceEvents": out, "displayTimeUnit": "ns"}

@@ -1,0 +1,180 @@
+"""On-chip SRAM: byte images, named regions, activation layouts and bank mapping. All address maths lives here.
+
+Models the engine's three SRAM buffers (``ifmap``, ``weight``, ``psum``) as little-endian byte images. A
+:class:`Region` is a named tensor at a byte address inside one buffer, stored in one layout:
+
+- activations (``C, H, W`` per image): ``NCHW`` (C, H, W order), ``NHWC`` (H, W, C order) or ``NC1HWC0``
+  (C1 = ceil(C / c0) blocks of (H, W, c0), the channel tail zero-padded);
+- weights, row-major in their logical order: ``IOHW`` (a transposed conv's weight as torch holds it),
+  ``OIHW`` (a conv weight), ``POIHW`` (the phase method's sub-kernels, phase-major); bias: ``C``.
+
+Banks are word-interleaved: byte address ``a`` lives in bank ``(a // bank_width_bytes) % num_banks`` at row
+``a // (bank_width_bytes * num_banks)``.
+
+Bytes are the truth: a region's logical array is always derived from the image through its layout
+(:meth:`Sram.read`). Deliberately ignored: ECC, port arbitration between stages (timing is in the stage cost
+functions), and address wrap-around (an allocation past the end is an error, never a wrap).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from simulator.config import BufferConfig, SramConfig
+from simulator.errors import ConvsimError
+
+Layout = Literal["NCHW", "NHWC", "NC1HWC0", "OIHW", "IOHW", "POIHW", "C"]
+ACTIVATION_LAYOUTS: tuple[Layout, ...] = ("NCHW", "NHWC", "NC1HWC0")
+# stored in the logical array's own (row-major) order
+ROW_MAJOR_LAYOUTS: tuple[Layout, ...] = ("NCHW", "OIHW", "IOHW", "POIHW", "C")
+BUFFERS = ("ifmap", "weight", "psum")
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+# ------------------------------------------------------------------------------------------------ layouts (pure)
+
+
+def physical_shape(shape: tuple[int, ...], layout: Layout, c0: int) -> tuple[int, ...]:
+    """The array shape in storage order for a logical ``shape``."""
+    if layout in ROW_MAJOR_LAYOUTS:
+        return shape
+    c, h, w = shape
+    if layout == "NHWC":
+        return h, w, c
+    return ceil_div(c, c0), h, w, c0
+
+
+def layout_size_bytes(shape: tuple[int, ...], dtype: np.dtype, layout: Layout, c0: int) -> int:
+    return int(np.prod(physical_shape(shape, layout, c0))) * np.dtype(dtype).itemsize
+
+
+def to_physical(logical: np.ndarray, layout: Layout, c0: int) -> np.ndarray:
+    """Logical array -> contiguous array in storage order (same dtype)."""
+    if layout in ROW_MAJOR_LAYOUTS:
+        return np.ascontiguousarray(logical)
+    if layout == "NHWC":
+        # (C, H, W) -> (H, W, C)
+        return np.ascontiguousarray(logical.transpose(1, 2, 0))
+    # (C, H, W) -> zero-pad C to C1*c0 -> (C1, c0, H, W) -> (C1, H, W, c0)
+    c, h, w = logical.shape
+    c1 = ceil_div(c, c0)
+    padded = np.zeros((c1 * c0, h, w), dtype=logical.dtype)
+    padded[:c] = logical
+    return np.ascontiguousarray(padded.reshape(c1, c0, h, w).transpose(0, 2, 3, 1))
+
+
+def from_physical(physical: np.ndarray, shape: tuple[int, ...], layout: Layout) -> np.ndarray:
+    """Array in storage order -> logical view (a view where the layout allows; no copy)."""
+    if layout in ROW_MAJOR_LAYOUTS:
+        return physical.reshape(shape)
+    c, h, w = shape
+    if layout == "NHWC":
+        return physical.transpose(2, 0, 1)
+    c1, _, _, c0 = physical.shape
+    # (C1, H, W, c0) -> (C1, c0, H, W) -> (C1*c0, H, W) -> drop padded channels
+    return physical.transpose(0, 3, 1, 2).reshape(c1 * c0, h, w)[:c]
+
+
+def element_stride_bytes(layout: Layout, shape: tuple[int, ...], c0: int, itemsize: int) -> int:
+    """Byte distance in SRAM between two horizontally adjacent pixels of one channel (what a NCHW DRAM row
+    scatters to). Used by the DMA bank-conflict model."""
+    if layout in ROW_MAJOR_LAYOUTS:
+        return itemsize
+    if layout == "NHWC":
+        return shape[0] * itemsize
+    return c0 * itemsize
+
+
+# ------------------------------------------------------------------------------------------------------- banking
+
+
+def bank_of(addr: int | np.ndarray, buf: BufferConfig) -> int | np.ndarray:
+    return (addr // buf.bank_width_bytes) % buf.num_banks
+
+
+def bank_row_of(addr: int | np.ndarray, buf: BufferConfig) -> int | np.ndarray:
+    return addr // (buf.bank_width_bytes * buf.num_banks)
+
+
+def bank_mapping(buf: BufferConfig) -> dict[str, int | str]:
+    """The bank mapping of a buffer, as recorded in dumps."""
+    return {
+        "scheme": "word_interleaved",
+        "num_banks": buf.num_banks,
+        "bank_width_bytes": buf.bank_width_bytes,
+        "formula": "bank = (addr // bank_width_bytes) % num_banks; row = addr // (bank_width_bytes * num_banks)",
+    }
+
+
+# ------------------------------------------------------------------------------------------------- regions, image
+
+
+@dataclass(frozen=True)
+class Region:
+    """A named tensor at ``base_addr`` in ``buffer``, stored in ``layout``."""
+
+    name: str
+    buffer: str
+    base_addr: int
+    shape: tuple[int, ...]
+    dtype: str  # numpy dtype string, little-endian: "int8" or "<i4"
+    layout: Layout
+    c0: int = 16
+
+    @property
+    def size_bytes(self) -> int:
+        return layout_size_bytes(self.shape, np.dtype(self.dtype), self.layout, self.c0)
+
+    @property
+    def end_addr(self) -> int:
+        return self.base_addr + self.size_bytes
+
+
+class Sram:
+    """The byte images of the engine's SRAM buffers and the regions currently allocated in them."""
+
+    def __init__(self, cfg: SramConfig) -> None:
+        self.cfg = cfg
+        self.images = {name: np.zeros(getattr(cfg, name).size_bytes, dtype=np.uint8) for name in BUFFERS}
+        self.peak_bytes = dict.fromkeys(BUFFERS, 0)
+
+    def buffer_cfg(self, name: str) -> BufferConfig:
+        return getattr(self.cfg, name)
+
+    def check_fits(self, region: Region) -> None:
+        capacity = self.buffer_cfg(region.buffer).size_bytes
+        if region.end_addr > capacity:
+            raise ConvsimError(
+                f"region {region.name!r} needs {region.size_bytes:,} bytes at {region.base_addr:#x}, "
+                f"the {region.buffer} SRAM has {capacity:,}"
+            )
+
+    def write(self, region: Region, logical: np.ndarray) -> None:
+        """Store a logical array into the region's bytes through its layout."""
+        self.check_fits(region)
+        if tuple(logical.shape) != region.shape:
+            raise ValueError(f"region {region.name}: writing shape {logical.shape}, region is {region.shape}")
+        phys = to_physical(np.asarray(logical, dtype=np.dtype(region.dtype)), region.layout, region.c0)
+        self.images[region.buffer][region.base_addr:region.end_addr] = phys.reshape(-1).view(np.uint8)
+        self.peak_bytes[region.buffer] = max(self.peak_bytes[region.buffer], region.end_addr)
+
+    def raw(self, region: Region) -> np.ndarray:
+        """The region's bytes (a view into the image)."""
+        return self.images[region.buffer][region.base_addr:region.end_addr]
+
+    def read(self, region: Region) -> np.ndarray:
+        """The region's logical array, derived from its bytes (a view where the layout allows)."""
+        return decode_region(self.raw(region), region)
+
+
+def decode_region(raw: np.ndarray, region: Region) -> np.ndarray:
+    """Bytes of a region -> logical array. Shared by the SRAM model and the dump reader."""
+    phys_shape = physical_shape(region.shape, region.layout, region.c0)
+    phys = raw.view(np.dtype(region.dtype)).reshape(phys_shape)
+    return from_physical(phys, region.shape, region.layout)

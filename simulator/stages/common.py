@@ -1,0 +1,51 @@
+"""Types shared by the stage adapters: the DRAM image, the per-layer context, and the per-tile cost record.
+
+Models nothing by itself. The DRAM is the host-visible tensors in torch's NCHW order; the SRAM is
+:class:`simulator.sram.Sram`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from simulator.config import HardwareConfig, LayerConfig
+from simulator.tiling import TilePlan
+
+
+@dataclass
+class Dram:
+    """Off-chip memory: int8 ifmap (N, C_in, H, W), int8 weight (torch layout), int32 bias (C_out,), and the
+    int32 ofmap (N, C_out, OH, OW) the write-back stage stores into."""
+
+    ifmap: np.ndarray
+    weight: np.ndarray
+    bias: np.ndarray
+    ofmap: np.ndarray
+
+
+@dataclass(frozen=True)
+class LayerContext:
+    layer: LayerConfig
+    hw: HardwareConfig
+    plan: TilePlan
+
+
+@dataclass(frozen=True)
+class StageCost:
+    """What one stage costs on one tile. Byte counts are per SRAM buffer name."""
+
+    cycles: int
+    sram_read_bytes: dict[str, int] = field(default_factory=dict)
+    sram_write_bytes: dict[str, int] = field(default_factory=dict)
+    dram_read_bytes: int = 0
+    dram_write_bytes: int = 0
+    writes: tuple[str, ...] = ()
+    folds: int = 0
+    macs_issued: int = 0
+    macs_useful: int = 0
+    skipped: bool = False
+
+
+SKIPPED = StageCost(cycles=0, skipped=True)

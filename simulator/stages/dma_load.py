@@ -1,0 +1,92 @@
+"""DMA load: moves a tile's ifmap rows, and (once per output-channel tile) its weights and bias, from DRAM into
+the ifmap and weight SRAM buffers.
+
+Models: sustained bandwidth (``bytes_per_cycle``), a fixed set-up cost per descriptor (one per contiguous DRAM
+run), and SRAM bank conflicts when a layout conversion scatters a DRAM burst over few banks
+(``dram_layout: NCHW`` into an NHWC or NC1HWC0 buffer). The same cost function serves the output store of the
+write-back stage. Deliberately ignores: DRAM page/row-buffer effects, refresh, outstanding-request limits and
+contention with other masters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulator.config import BufferConfig, DmaConfig, DramDmaConfig
+from simulator.geometry import ceil_div
+from simulator.sram import Region, Sram, element_stride_bytes
+from simulator.stages.common import Dram, LayerContext, StageCost
+from simulator.tiling import Tile
+
+# ------------------------------------------------------------------------------------------------- cost (pure)
+
+
+def bank_conflict_factor(stride_bytes: int, bytes_per_cycle: int, itemsize: int, buf: BufferConfig) -> int:
+    """Cycles one DMA beat needs when its ``bytes_per_cycle // itemsize`` elements land ``stride_bytes`` apart.
+
+    Each bank serves one word per cycle; elements sharing a word merge. 1 means conflict-free.
+    """
+    n = max(1, bytes_per_cycle // itemsize)
+    words = np.unique(np.arange(n, dtype=np.int64) * stride_bytes // buf.bank_width_bytes)
+    return int(np.bincount(words % buf.num_banks).max())
+
+
+def dma_cycles(num_bytes: int, descriptors: int, cfg: DmaConfig, conflict_factor: int = 1) -> int:
+    """setup_cycles * descriptors + ceil(bytes / bytes_per_cycle) * conflict_factor (0 for nothing to move)."""
+    if num_bytes == 0:
+        return 0
+    return cfg.setup_cycles * descriptors + ceil_div(num_bytes, cfg.bytes_per_cycle) * conflict_factor
+
+
+def activation_transfer(region: Region, dma: DramDmaConfig, buf: BufferConfig, full_channels: bool) -> tuple[
+        int, int]:
+    """(descriptors, conflict factor) of moving an activation region between DRAM and SRAM."""
+    c, h, w = region.shape
+    itemsize = np.dtype(region.dtype).itemsize
+    if dma.dram_layout == "NCHW":
+        stride = element_stride_bytes(region.layout, region.shape, region.c0, itemsize)
+        return c, bank_conflict_factor(stride, dma.bytes_per_cycle, itemsize, buf)
+    if region.layout == "NHWC":
+        return (1 if full_channels else h * w), 1
+    if region.layout == "NC1HWC0":
+        return ceil_div(c, region.c0), 1
+    return (1 if full_channels else c), 1
+
+
+# ---------------------------------------------------------------------------------------------------- adapter
+
+
+def cost(ctx: LayerContext, tile: Tile) -> StageCost:
+    hw = ctx.hw
+    ifmap = tile.region("ifmap")
+    full_c = tile.ic == (0, ctx.layer.in_channels)
+    desc, conflict = activation_transfer(ifmap, hw.dma, hw.sram.ifmap, full_c)
+    cycles = dma_cycles(ifmap.size_bytes, desc, hw.dma, conflict)
+    written = {"ifmap": ifmap.size_bytes}
+    writes = ["ifmap"]
+    if tile.load_weight:
+        weight, bias = tile.region("weight"), tile.region("bias")
+        wbytes = weight.size_bytes + bias.size_bytes
+        cycles += dma_cycles(weight.size_bytes, 1, hw.dma) + dma_cycles(bias.size_bytes, 1, hw.dma)
+        written["weight"] = wbytes
+        writes += ["weight", "bias"]
+    return StageCost(cycles=cycles, sram_write_bytes=written, dram_read_bytes=sum(written.values()),
+                     writes=tuple(writes))
+
+
+def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
+    (i0, i1), (c0, c1) = tile.in_rows, tile.ic
+    sram.write(tile.region("ifmap"), dram.ifmap[tile.n, c0:c1, i0:i1, :])
+    if tile.load_weight:
+        sram.write(tile.region("weight"), weight_slice(ctx, tile, dram.weight))
+        sram.write(tile.region("bias"), dram.bias[tile.oc[0]:tile.oc[1]])
+
+
+def weight_slice(ctx: LayerContext, tile: Tile, weight: np.ndarray) -> np.ndarray:
+    """The part of the DRAM weight a tile needs, in torch's layout for the op."""
+    if not ctx.layer.is_transposed:
+        return weight[tile.oc[0]:tile.oc[1]]
+    cout_g = ctx.layer.out_channels // ctx.layer.groups
+    j0 = tile.oc[0] - tile.groups[0] * cout_g
+    j_n = tile.region("weight").shape[1]
+    return weight[tile.ic[0]:tile.ic[1], j0:j0 + j_n]

@@ -1,0 +1,83 @@
+"""Swelling DMA: turns the compact ifmap tile into the zero-inserted, padded (or cropped) ifmap a stride-1
+conv needs for a transposed conv.
+
+Models: a streaming unit that reads the compact tile from the ifmap buffer and writes the whole swelled tile,
+inserted zeros and border included, back into it, so its SRAM footprint and write traffic are ~stride^2 larger
+than the input's. Cycles: ``setup + ceil(max(read, write) / bytes_per_cycle)`` (separate read and write ports).
+Skipped (0 cycles) for conv2d and for the phase method. Deliberately ignores: zero-skipping compression and
+any reuse of overlapping rows between tiles.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulator.config import DmaConfig
+from simulator.geometry import ceil_div, scatter_map, swell_offset
+from simulator.sram import Sram
+from simulator.stages.common import SKIPPED, Dram, LayerContext, StageCost
+from simulator.tiling import Tile
+
+Pair = tuple[int, int]
+
+# ------------------------------------------------------------------------------------------------- values (pure)
+
+
+def place_on_canvas(x: np.ndarray, stride: Pair, offset: Pair, canvas_hw: Pair,
+                    dtype: np.dtype | type = np.int8) -> np.ndarray:
+    """(C, H, W) -> a zero (C, *canvas_hw) canvas with x[:, i, j] at (offset + (i, j) * stride).
+
+    stride > 1 inserts stride-1 zeros between pixels; a negative offset crops. Pixels falling outside the canvas
+    are dropped. This is the swelling DMA's address pattern, and the MAC array's implicit-padding one.
+    """
+    c, h, w = x.shape
+    canvas = np.zeros((c, *canvas_hw), dtype=dtype)
+    rows = scatter_map(0, h, 0, canvas_hw[0], stride[0], offset[0])
+    cols = scatter_map(0, w, 0, canvas_hw[1], stride[1], offset[1])
+    if rows.count and cols.count:
+        canvas[:, rows.first_out:rows.first_out + (rows.count - 1) * stride[0] + 1:stride[0],
+               cols.first_out:cols.first_out + (cols.count - 1) * stride[1] + 1:stride[1]] = \
+            x[:, rows.first_in:rows.first_in + rows.count, cols.first_in:cols.first_in + cols.count]
+    return canvas
+
+
+def swell(x: np.ndarray, stride: Pair, pad_before: Pair, pad_after: Pair) -> np.ndarray:
+    """Whole-tensor swelling: (C, H, W) -> insert s-1 zeros -> pad (negative: crop) -> (C, H', W')."""
+    _, h, w = x.shape
+    hw = tuple((n - 1) * s + 1 + a + b for n, s, a, b in zip((h, w), stride, pad_before, pad_after, strict=True))
+    return place_on_canvas(x, stride, pad_before, hw)  # type: ignore[arg-type]
+
+
+# -------------------------------------------------------------------------------------------------- cost (pure)
+
+
+def swell_cycles(read_bytes: int, write_bytes: int, cfg: DmaConfig) -> int:
+    return cfg.setup_cycles + ceil_div(max(read_bytes, write_bytes), cfg.bytes_per_cycle)
+
+
+# ----------------------------------------------------------------------------------------------------- adapter
+
+
+def tile_offset(ctx: LayerContext, tile: Tile) -> Pair:
+    """Where the tile's first loaded input row/column lands in its swelled canvas."""
+    layer = ctx.layer
+    top = swell_offset(layer, 0) + tile.in_rows[0] * layer.stride[0] - tile.oh[0]
+    return top, swell_offset(layer, 1)
+
+
+def cost(ctx: LayerContext, tile: Tile) -> StageCost:
+    if ctx.plan.method != "swell":
+        return SKIPPED
+    src, dst = tile.region("ifmap"), tile.region("ifmap_swelled")
+    return StageCost(cycles=swell_cycles(src.size_bytes, dst.size_bytes, ctx.hw.swell_dma),
+                     sram_read_bytes={"ifmap": src.size_bytes}, sram_write_bytes={"ifmap": dst.size_bytes},
+                     writes=("ifmap_swelled",))
+
+
+def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
+    if ctx.plan.method != "swell":
+        return
+    dst = tile.region("ifmap_swelled")
+    staged = place_on_canvas(sram.read(tile.region("ifmap")), ctx.layer.stride, tile_offset(ctx, tile),
+                             dst.shape[1:])  # type: ignore[arg-type]
+    sram.write(dst, staged)

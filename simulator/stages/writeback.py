@@ -1,0 +1,72 @@
+"""Write-back: adds the bias to the accumulators, narrows to int32, and stores the ofmap tile to DRAM.
+
+Models: a streaming adder over the psum buffer (``writeback`` bandwidth; reads psum and bias, writes the ofmap
+tile in place for one conv job, or interleaves the phase outputs ``ofmap[s*m + phase] = psum_phase[m]`` into a
+separate ofmap region for the phase method), followed by the DRAM store through the DMA (same cost function
+as the load). The bias add is an int32 addition under the accumulator overflow policy. Deliberately ignores:
+requantization to int8 (the engine's output is int32) and activation functions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulator.config import DmaConfig
+from simulator.fixedpoint import add_bias_int32
+from simulator.geometry import ceil_div
+from simulator.sram import Sram
+from simulator.stages.common import Dram, LayerContext, StageCost
+from simulator.stages.dma_load import activation_transfer, dma_cycles
+from simulator.tiling import ConvJob, Tile
+
+# ------------------------------------------------------------------------------------------------- values (pure)
+
+
+def interleave(ofmap: np.ndarray, part: np.ndarray, job: ConvJob) -> None:
+    """Place a job's output (M, h, w) into the tile ofmap at ``out_start + (r, c) * out_step`` (in place)."""
+    (r0, c0), (sr, sc) = job.out_start, job.out_step
+    h, w = part.shape[1:]
+    ofmap[:, r0:r0 + (h - 1) * sr + 1:sr, c0:c0 + (w - 1) * sc + 1:sc] = part
+
+
+# -------------------------------------------------------------------------------------------------- cost (pure)
+
+
+def bias_add_cycles(psum_bytes: int, cfg: DmaConfig) -> int:
+    return cfg.setup_cycles + ceil_div(psum_bytes, cfg.bytes_per_cycle)
+
+
+# ----------------------------------------------------------------------------------------------------- adapter
+
+
+def cost(ctx: LayerContext, tile: Tile) -> StageCost:
+    hw = ctx.hw
+    ofmap, bias = tile.region("ofmap"), tile.region("bias")
+    psum = sum(tile.region(job.psum_region).size_bytes for job in tile.jobs)
+    desc, conflict = activation_transfer(ofmap, hw.dma, hw.sram.psum, tile.oc == (0, ctx.layer.out_channels))
+    cycles = bias_add_cycles(max(psum, ofmap.size_bytes), hw.writeback)
+    cycles += dma_cycles(ofmap.size_bytes, desc, hw.dma, conflict)
+    return StageCost(cycles=cycles,
+                     sram_read_bytes={"psum": psum + ofmap.size_bytes, "weight": bias.size_bytes},
+                     sram_write_bytes={"psum": ofmap.size_bytes}, dram_write_bytes=ofmap.size_bytes,
+                     writes=("ofmap",))
+
+
+def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
+    policy = ctx.hw.accumulator.on_overflow
+    bias = sram.read(tile.region("bias"))
+    region = tile.region("ofmap")
+    origin = (tile.n, tile.oc[0], tile.oh[0], 0)
+    if ctx.plan.method == "phase":
+        # outputs of phases with no kernel tap are bias alone
+        out = np.broadcast_to(bias[:, None, None], region.shape).astype(np.int32)
+        for job in tile.jobs:
+            part = sram.read(tile.region(job.psum_region))
+            r0, c0 = job.out_start
+            sr, sc = job.out_step
+            interleave(out, add_bias_int32(part, bias, policy, origin=(tile.n, tile.oc[0], tile.oh[0] + r0, c0),
+                                           scale=(1, 1, sr, sc)), job)
+    else:
+        out = add_bias_int32(sram.read(tile.region("psum")), bias, policy, origin=origin)
+    sram.write(region, out)
+    dram.ofmap[tile.n, tile.oc[0]:tile.oc[1], tile.oh[0]:tile.oh[1], :] = sram.read(region)
