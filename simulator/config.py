@@ -10,7 +10,6 @@ or ``[h, w]`` and are normalised to ``(h, w)`` tuples.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -74,7 +73,7 @@ class LayerConfig(_Frozen):
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> LayerConfig:
-        n, c, h, w = self.input_shape
+        _, c, h, w = self.input_shape
         if c != self.in_channels:
             raise ValueError(f"input_shape[1]={c} must equal in_channels={self.in_channels}")
         for field in ("in_channels", "out_channels"):

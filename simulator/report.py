@@ -119,7 +119,8 @@ def summarize(layer: LayerConfig, hw: HardwareConfig, plan: TilePlan, names: tup
         layer=layer.name, op=layer.op, method=plan.method, num_tiles=len(plan.tiles),
         rows_per_tile=plan.rows_per_tile, oc_per_tile=plan.oc_per_tile, cycles=total,
         time_us=total / hw.clock_mhz, clock_mhz=hw.clock_mhz,
-        dram_read_bytes=sum(s.dram_read_bytes for s in stages), dram_write_bytes=sum(s.dram_write_bytes for s in stages),
+        dram_read_bytes=sum(s.dram_read_bytes for s in stages),
+        dram_write_bytes=sum(s.dram_write_bytes for s in stages),
         peak_sram_bytes=dict(plan.peak_bytes), macs_issued=mac.macs_issued or 0, macs_useful=mac.macs_useful or 0,
         utilization_issued=mac.utilization_issued or 0.0, utilization_useful=mac.utilization_useful or 0.0,
         stages=tuple(stages))

@@ -299,14 +299,18 @@ def _build_tile(layer: LayerConfig, hw: HardwareConfig, method: Method, index: i
 
 
 def plan_tiles(layer: LayerConfig, hw: HardwareConfig, method: Method) -> TilePlan:
-    """Choose the largest output-channel tile whose weights fit, then the most output rows that fit."""
+    """Choose the largest output-channel tile whose weights fit (preferring multiples of the array's columns),
+    then the most output rows that fit."""
     slots = 2 if hw.pipeline.overlap == "double_buffer" else 1
     n_img = layer.input_shape[0]
     out_h = layer.output_hw[0]
     cout_g = layer.out_channels // layer.groups
     row_step = layer.stride[0] if method == "phase" else 1
-    oc_candidates = sorted({cout_g * g for g in range(1, layer.groups + 1)} | set(range(1, cout_g + 1)),
-                           reverse=True)
+    # whole groups first, then within-group tiles that fill the array's columns, then any other width
+    cols = hw.mac_array.cols
+    whole = sorted({cout_g * g for g in range(1, layer.groups + 1)}, reverse=True)
+    aligned = [c for c in range(cout_g - 1, 0, -1) if c % cols == 0]
+    oc_candidates = whole + aligned + [c for c in range(cout_g - 1, 0, -1) if c % cols]
 
     def fits(rows: int, oc_per_tile: int) -> str | None:
         for oc, groups in _oc_ranges(layer, oc_per_tile)[:2]:

@@ -1,0 +1,104 @@
+"""What ``convsim run`` and ``convsim golden`` do, for a single layer or every layer of a network.
+
+Models no hardware: loads the config, picks golden tensors when a golden case exists (so the comparison is like
+for like), calls :func:`simulator.pipeline.simulate_layer`, writes results atomically and prints the verdict.
+
+Layout of a run directory (default ``runs/<name>/``): ``ofmap.npy``, ``report.json``, ``trace.json``
+(``--trace``), ``dumps/``; a network gets one such set per layer under ``<layer>/`` plus a ``report.json`` of
+totals. Golden cases live at ``<golden-dir>/<name>/`` (single layer) or ``<golden-dir>/<name>/<layer>/``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from simulator.compare import compare
+from simulator.config import LayerConfig, SimConfig, load_config
+from simulator.data import make_tensors
+from simulator.files import atomic_write_bytes as write_bytes
+from simulator.files import atomic_write_json, npy_bytes
+from simulator.golden import case_files, load_case, write_case
+from simulator.pipeline import STAGE_NAMES, SimResult, simulate_layer
+from simulator.report import chrome_trace
+
+EXIT_OK, EXIT_MISMATCH = 0, 1
+
+
+def layer_dirs(cfg: SimConfig, base: Path) -> list[tuple[int, LayerConfig, Path]]:
+    """(index, layer, directory) per layer: ``base`` itself for a single layer, ``base/<layer>`` in a network."""
+    if not cfg.is_network:
+        return [(0, cfg.layer, base)]
+    return [(i, layer, base / layer.name) for i, layer in enumerate(cfg.layers)]
+
+
+def _progress(i: int, total: int, what: str) -> None:
+    if total > 1:
+        print(f"[{i + 1}/{total}] {what}", file=sys.stderr, flush=True)
+
+
+def run_config(config: Path, out: str | None, golden_dir: Path, dumps: bool = True, trace: bool = False) -> int:
+    cfg = load_config(config)
+    run_dir = Path(out) if out else Path("runs") / cfg.name
+    verdicts: list[str] = []
+    totals: list[dict[str, Any]] = []
+    entries = layer_dirs(cfg, run_dir)
+    golden_entries = layer_dirs(cfg, golden_dir / cfg.name)
+    for (index, layer, layer_dir), (_, _, gold_dir) in zip(entries, golden_entries, strict=True):
+        _progress(index, len(entries), f"layer {layer.name}")
+        case = load_case(gold_dir)
+        tensors = case.tensors if case else make_tensors(cfg.data, layer, index if cfg.is_network else None)
+        observer = None
+        if dumps:
+            from simulator.dump import DumpWriter
+
+            observer = DumpWriter(layer_dir / "dumps", cfg.hardware)
+        result = simulate_layer(layer, cfg.hardware, cfg.engine.transposed_conv, tensors, observer)
+        if observer is not None:
+            observer.finish(result)
+        _write_run(layer_dir, result, trace)
+        print(result.report.table())
+        if case is None:
+            verdicts.append("NO GOLDEN")
+            print(f"{layer.name}: no golden case at {gold_dir} (run `convsim golden {config}`)")
+            continue
+        cmp = compare(case.ofmap, result.ofmap)  # type: ignore[arg-type]
+        verdicts.append("PASS" if cmp.equal else "FAIL")
+        print(f"{layer.name}: {'PASS' if cmp.equal else 'FAIL'} against {gold_dir}")
+        if not cmp.equal:
+            print(cmp.report())
+        totals.append(result.report.to_dict())
+    if cfg.is_network:
+        atomic_write_json(run_dir / "report.json", {"name": cfg.name, "layers": totals})
+    return EXIT_MISMATCH if "FAIL" in verdicts else EXIT_OK
+
+
+def _write_run(layer_dir: Path, result: SimResult, trace: bool) -> None:
+    write_bytes(layer_dir / "ofmap.npy", npy_bytes(result.ofmap))  # type: ignore[arg-type]
+    atomic_write_json(layer_dir / "report.json", result.report.to_dict())
+    if trace:
+        atomic_write_json(layer_dir / "trace.json",
+                          chrome_trace(result.events, STAGE_NAMES, result.report.clock_mhz, result.layer.name))
+
+
+def golden_configs(configs: list[Path], golden_dir: Path, check: bool = False) -> int:
+    """Generate (or ``check``) the golden case of every layer of every config."""
+    differences = 0
+    for i, config in enumerate(configs):
+        cfg = load_config(config)
+        _progress(i, len(configs), f"{config}")
+        for index, layer, case_dir in layer_dirs(cfg, golden_dir / cfg.name):
+            files = case_files(cfg, layer, index if cfg.is_network else None)
+            if check:
+                changed = [n for n, data in files.items() if not (case_dir / n).is_file()
+                           or (case_dir / n).read_bytes() != data]
+                if changed:
+                    differences += 1
+                    print(f"{case_dir}: differs from regeneration: {', '.join(changed)}")
+                else:
+                    print(f"{case_dir}: up to date")
+            else:
+                write_case(case_dir, files)
+                print(f"{case_dir}: written")
+    return EXIT_MISMATCH if differences else EXIT_OK
