@@ -29,6 +29,15 @@ def _cmd_golden(args: argparse.Namespace) -> int:
     return golden_configs([Path(c) for c in args.configs], Path(args.golden_dir), check=args.check)
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from simulator.sweep import run_sweep
+
+    sweep_file = Path(args.sweep)
+    out = Path(args.out) if args.out else Path("runs") / "sweeps" / sweep_file.stem
+    return run_sweep(sweep_file, out, executor=args.executor, address=args.address, resume=args.resume,
+                     verify=args.verify, golden_dir=args.golden_dir, workers=args.workers)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="convsim", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -46,6 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     golden.add_argument("--golden-dir", default="golden")
     golden.add_argument("--check", action="store_true", help="regenerate in memory and report differences")
     golden.set_defaults(handler=_cmd_golden)
+
+    sweep = sub.add_parser("sweep", help="evaluate a grid of hardware/engine overrides in parallel")
+    sweep.add_argument("sweep")
+    sweep.add_argument("--executor", choices=("local", "ray"), default="local")
+    sweep.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    sweep.add_argument("--out", default=None, help="result directory (default runs/sweeps/<sweep name>/)")
+    sweep.add_argument("--resume", action="store_true", help="run only the points missing from --out")
+    sweep.add_argument("--verify", action="store_true", help="also run the values and check golden per point")
+    sweep.add_argument("--golden-dir", default="golden")
+    sweep.add_argument("--workers", type=int, default=None, help="local processes (default: all cores)")
+    sweep.set_defaults(handler=_cmd_sweep)
     return parser
 
 

@@ -353,11 +353,20 @@ def config_from_mapping(raw: dict[str, Any], base_dir: Path, source: str = "conf
         raise ConfigError(format_validation_error(err, source, single_layer="layer" in raw)) from None
 
 
+def read_config_mapping(path: Path, what: str = "config") -> tuple[dict[str, Any], Path]:
+    """The raw mapping of a YAML file and its directory, a ``hardware:`` file already read into a mapping (so
+    overrides such as ``hardware.mac_array.rows`` can be applied before validation)."""
+    raw = dict(_read_yaml(path, what))
+    if isinstance(raw.get("hardware"), str):
+        raw["hardware"] = _read_yaml(path.parent / raw["hardware"], "hardware file")
+    return raw, path.parent
+
+
 def load_config(path: str | Path) -> SimConfig:
     """Read and validate a config file. Raises :class:`ConfigError` with a one-line message."""
     path = Path(path)
-    raw = _read_yaml(path, "config")
-    return config_from_mapping(raw, path.parent, source=str(path))
+    raw, base = read_config_mapping(path)
+    return config_from_mapping(raw, base, source=str(path))
 
 
 __all__ = [

@@ -1,0 +1,390 @@
+"""Design-space sweeps: a grid of config overrides, evaluated in parallel, with resumable results.
+
+Models no hardware: it varies the hardware/engine description by dotted path (e.g.
+``hardware.mac_array.rows: [8, 16, 32]``), validates every point up front (an invalid point is reported, not
+run), evaluates the valid ones with the cycle model (timing only by default; ``--verify`` also runs the values
+and checks golden), and records one row per (point, layer).
+
+Distribution is never home-made: the ``local`` executor is a ``concurrent.futures.ProcessPoolExecutor`` over the
+machine's cores, the ``ray`` executor submits Ray tasks (Ray is an optional dependency, imported only there).
+
+Durability: each finished point is appended to ``results.jsonl`` as one line (one ``write`` of a complete line,
+flushed and fsynced), so a killed sweep loses at most the points in flight; ``--resume`` skips the points already
+there (a torn last line is ignored). ``results.csv`` and ``pareto.csv`` are rewritten atomically from the JSONL,
+sorted by point and layer, so two runs of the same sweep give identical tables whatever the executor or order.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from simulator.config import SimConfig, config_from_mapping, format_validation_error, read_config_mapping
+from simulator.errors import ConfigError, ConvsimError
+from simulator.files import atomic_write_bytes, atomic_write_text, ensure_dir
+
+Executor = Literal["local", "ray"]
+
+
+class Constraints(BaseModel):
+    """Points outside these limits are reported as excluded, not run."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    max_pes: int | None = Field(default=None, ge=1)
+    min_pes: int | None = Field(default=None, ge=1)
+    max_sram_bytes: int | None = Field(default=None, ge=1)
+
+
+class SweepSpec(BaseModel):
+    """The sweep file: a base config (path relative to the sweep file), a grid and constraints."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    base: str
+    grid: dict[str, list[Any]] = Field(min_length=1)
+    constraints: Constraints = Constraints()
+
+
+@dataclass(frozen=True)
+class Point:
+    index: int
+    overrides: dict[str, Any]
+    config: SimConfig | None
+    problem: str | None
+
+    @property
+    def key(self) -> str:
+        return json.dumps(self.overrides, sort_keys=True)
+
+
+# ------------------------------------------------------------------------------------------------ points (pure)
+
+
+def set_dotted(raw: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """A copy of ``raw`` with ``a.b.c`` set to ``value`` (intermediate mappings created as needed)."""
+    out = dict(raw)
+    head, _, rest = path.partition(".")
+    if not rest:
+        out[head] = value
+        return out
+    inner = out.get(head)
+    out[head] = set_dotted(inner if isinstance(inner, dict) else {}, rest, value)
+    return out
+
+
+def pes(cfg: SimConfig) -> int:
+    return cfg.hardware.mac_array.rows * cfg.hardware.mac_array.cols
+
+
+def sram_bytes(cfg: SimConfig) -> int:
+    s = cfg.hardware.sram
+    return s.ifmap.size_bytes + s.weight.size_bytes + s.psum.size_bytes
+
+
+def _constraint_problem(cfg: SimConfig, c: Constraints) -> str | None:
+    if c.max_pes is not None and pes(cfg) > c.max_pes:
+        return f"excluded: {pes(cfg)} PEs > constraints.max_pes={c.max_pes}"
+    if c.min_pes is not None and pes(cfg) < c.min_pes:
+        return f"excluded: {pes(cfg)} PEs < constraints.min_pes={c.min_pes}"
+    if c.max_sram_bytes is not None and sram_bytes(cfg) > c.max_sram_bytes:
+        return f"excluded: {sram_bytes(cfg):,} SRAM bytes > constraints.max_sram_bytes={c.max_sram_bytes:,}"
+    return None
+
+
+def expand(spec: SweepSpec, base_raw: dict[str, Any], base_dir: Path) -> list[Point]:
+    """Every grid point in a fixed order (the grid's keys in file order, values in list order), validated."""
+    keys = list(spec.grid)
+    points = []
+    for index, values in enumerate(itertools.product(*(spec.grid[k] for k in keys))):
+        overrides = dict(zip(keys, values, strict=True))
+        raw = base_raw
+        for path, value in overrides.items():
+            raw = set_dotted(raw, path, value)
+        try:
+            cfg = config_from_mapping(raw, base_dir, source=f"point {index}")
+        except ConfigError as exc:
+            points.append(Point(index, overrides, None, str(exc)))
+            continue
+        points.append(Point(index, overrides, cfg, _constraint_problem(cfg, spec.constraints)))
+    return points
+
+
+# ------------------------------------------------------------------------------------------- one point (worker)
+
+
+def evaluate(cfg: SimConfig, verify: bool, golden_dir: str | None) -> list[dict[str, Any]]:
+    """One row per layer: the cycle model's totals (and, with ``verify``, the golden verdict)."""
+    from simulator.compare import compare
+    from simulator.data import make_tensors
+    from simulator.golden import load_case
+    from simulator.pipeline import simulate_layer
+    from simulator.runner import layer_dirs
+
+    rows = []
+    gold_root = Path(golden_dir or "golden") / cfg.name
+    for index, layer, gold in layer_dirs(cfg, gold_root):
+        tensors = verdict = None
+        if verify:
+            case = load_case(gold)
+            tensors = case.tensors if case else make_tensors(cfg.data, layer, index if cfg.is_network else None)
+        result = simulate_layer(layer, cfg.hardware, cfg.engine.transposed_conv, tensors)
+        if verify:
+            verdict = "NO GOLDEN" if case is None else ("PASS" if compare(case.ofmap, result.ofmap).equal else "FAIL")
+        r = result.report
+        rows.append({
+            "layer": layer.name, "method": r.method, "pes": pes(cfg), "sram_bytes": sram_bytes(cfg),
+            "cycles": r.cycles, "time_us": r.time_us, "macs_issued": r.macs_issued, "macs_useful": r.macs_useful,
+            "utilization_issued": r.utilization_issued, "utilization_useful": r.utilization_useful,
+            "dram_read_bytes": r.dram_read_bytes, "dram_write_bytes": r.dram_write_bytes,
+            "sram_read_bytes": sum(sum(s.sram_read_bytes.values()) for s in r.stages),
+            "sram_write_bytes": sum(sum(s.sram_write_bytes.values()) for s in r.stages),
+            "peak_sram_bytes": sum(r.peak_sram_bytes.values()), "num_tiles": r.num_tiles, "verified": verdict,
+        })
+    return rows
+
+
+Payload = tuple[int, SimConfig, bool, str | None]
+
+
+def _evaluate_payload(payload: Payload) -> tuple[int, list[dict[str, Any]] | str]:
+    """Picklable worker entry: (point index, config, verify, golden dir) -> (index, rows or error)."""
+    index, cfg, verify, golden_dir = payload
+    try:
+        return index, evaluate(cfg, verify, golden_dir)
+    except ConvsimError as exc:
+        return index, f"failed: {exc}"
+
+
+# -------------------------------------------------------------------------------------------------- executors
+
+
+Done = Callable[[int, list[dict[str, Any]] | str], None]
+
+
+def run_local(payloads: list[Payload], done: Done, workers: int | None = None) -> None:
+    with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+        futures = [pool.submit(_evaluate_payload, p) for p in payloads]
+        for fut in as_completed(futures):
+            done(*fut.result())
+
+
+def run_ray(payloads: list[Payload], done: Done, address: str | None) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise ConvsimError("--executor ray needs Ray: pip install 'convsim[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        try:
+            ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise ConvsimError(f"--address {address}: cannot connect to Ray ({exc})".splitlines()[0]) from None
+    try:
+        task = ray.remote(_evaluate_payload)
+        pending = [task.remote(p) for p in payloads]
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            done(*ray.get(ready[0]))
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+# ---------------------------------------------------------------------------------------------------- results
+
+COLUMNS = ("point", "layer", "method", "pes", "sram_bytes", "cycles", "time_us", "macs_issued", "macs_useful",
+           "utilization_issued", "utilization_useful", "dram_read_bytes", "dram_write_bytes", "sram_read_bytes",
+           "sram_write_bytes", "peak_sram_bytes", "num_tiles", "verified")
+
+
+def read_jsonl(path: Path) -> dict[int, dict[str, Any]]:
+    """Completed points by index; a torn (unterminated or unparsable) line is ignored."""
+    done: dict[int, dict[str, Any]] = {}
+    if not path.exists():
+        return done
+    for line in path.read_text().splitlines(keepends=True):
+        if not line.endswith("\n"):
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        done[int(rec["point"])] = rec
+    return done
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    data = (json.dumps(record, sort_keys=True) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def table_rows(records: dict[int, dict[str, Any]], grid_keys: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for index in sorted(records):
+        rec = records[index]
+        for row in rec.get("rows", []):
+            rows.append({"point": index, **{k: rec["overrides"].get(k) for k in grid_keys}, **row})
+    return rows
+
+
+def csv_text(rows: list[dict[str, Any]], grid_keys: list[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["point", *grid_keys, *COLUMNS[1:]], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def point_totals(records: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per point: total cycles over its layers, PEs and SRAM bytes."""
+    out = []
+    for index in sorted(records):
+        rows = records[index].get("rows")
+        if rows:
+            out.append({"point": index, "overrides": records[index]["overrides"], "pes": rows[0]["pes"],
+                        "sram_bytes": rows[0]["sram_bytes"], "cycles": sum(r["cycles"] for r in rows),
+                        "macs_useful": sum(r["macs_useful"] for r in rows)})
+    return out
+
+
+def pareto_front(totals: list[dict[str, Any]], keys: tuple[str, ...] = ("cycles", "pes", "sram_bytes")) -> list[
+        dict[str, Any]]:
+    """Points no other point beats or equals on every key while beating on one (all keys minimised)."""
+    def dominates(a: dict[str, Any], b: dict[str, Any]) -> bool:
+        return all(a[k] <= b[k] for k in keys) and any(a[k] < b[k] for k in keys)
+
+    return [p for p in totals if not any(dominates(q, p) for q in totals)]
+
+
+def pareto_text(front: list[dict[str, Any]]) -> str:
+    lines = [f"{'point':>5}  {'cycles':>12}  {'PEs':>6}  {'SRAM bytes':>12}  overrides"]
+    for p in sorted(front, key=lambda p: (p["cycles"], p["pes"], p["sram_bytes"])):
+        lines.append(f"{p['point']:>5}  {p['cycles']:>12,}  {p['pes']:>6}  {p['sram_bytes']:>12,}  "
+                     + ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in p["overrides"].items()))
+    return "\n".join(lines)
+
+
+def pareto_png(totals: list[dict[str, Any]], front: list[dict[str, Any]], path: Path, title: str) -> bool:
+    """Cycles vs PEs, every point grey, the front labelled; False when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+    ax.scatter([p["pes"] for p in totals], [p["cycles"] for p in totals], s=14, c="0.75", label="all points")
+    ordered = sorted(front, key=lambda p: p["pes"])
+    ax.plot([p["pes"] for p in ordered], [p["cycles"] for p in ordered], "o-", c="tab:red", ms=5,
+            label="Pareto front (cycles, PEs, SRAM)")
+    for p in ordered:
+        label = ", ".join(str(v) for v in p["overrides"].values())
+        ax.annotate(label, (p["pes"], p["cycles"]), fontsize=6, xytext=(4, 3), textcoords="offset points")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("PEs (rows x cols)")
+    ax.set_ylabel("total cycles (all layers)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", lw=0.3)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return True
+
+
+# ------------------------------------------------------------------------------------------------- the command
+
+
+def load_spec(path: Path) -> tuple[SweepSpec, dict[str, Any], Path]:
+    raw, _ = read_config_mapping(path, "sweep file")
+    try:
+        spec = SweepSpec.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, str(path))) from None
+    base_path = path.parent / spec.base
+    base_raw, base_dir = read_config_mapping(base_path, "base config")
+    return spec, base_raw, base_dir
+
+
+def progress_line(done: int, total: int, elapsed_s: float) -> str:
+    eta = elapsed_s / done * (total - done) if done else 0.0
+    return f"\r[{done}/{total}] {100 * done // max(total, 1)}%  elapsed {elapsed_s:.1f}s  eta {eta:.1f}s"
+
+
+def run_sweep(sweep_file: Path, out: Path, executor: Executor = "local", address: str | None = None,
+              resume: bool = False, verify: bool = False, golden_dir: str | None = None,
+              workers: int | None = None) -> int:
+    spec, base_raw, base_dir = load_spec(sweep_file)
+    points = expand(spec, base_raw, base_dir)
+    grid_keys = list(spec.grid)
+    ensure_dir(out, "--out")
+    jsonl = out / "results.jsonl"
+    if jsonl.exists() and not resume:
+        raise ConvsimError(f"--out {out}: results.jsonl exists; pass --resume to continue it or choose another --out")
+    records = read_jsonl(jsonl) if resume else {}
+    for rec in records.values():
+        if rec["point"] >= len(points) or rec["key"] != points[rec["point"]].key:
+            raise ConvsimError(f"--resume: {jsonl} was written by a different sweep (point {rec['point']})")
+    invalid = [p for p in points if p.problem]
+    for p in invalid:
+        print(f"point {p.index} not run: {p.problem}", file=sys.stderr)
+        if p.index not in records:
+            append_jsonl(jsonl, {"point": p.index, "key": p.key, "overrides": p.overrides, "problem": p.problem})
+            records[p.index] = {"point": p.index, "key": p.key, "overrides": p.overrides, "problem": p.problem}
+    todo = [p for p in points if not p.problem and p.index not in records]
+    print(f"sweep: {len(points)} points, {len(invalid)} not run, {len(points) - len(invalid) - len(todo)} "
+          f"already done, {len(todo)} to run on '{executor}'", file=sys.stderr)
+    started = time.monotonic()
+    by_index = {p.index: p for p in points}
+    shown = [0.0]
+
+    def done(index: int, rows: list[dict[str, Any]] | str) -> None:
+        p = by_index[index]
+        rec: dict[str, Any] = {"point": index, "key": p.key, "overrides": p.overrides}
+        rec.update({"problem": rows} if isinstance(rows, str) else {"rows": rows})
+        append_jsonl(jsonl, rec)
+        records[index] = rec
+        finished = sum(1 for q in todo if q.index in records)
+        now = time.monotonic()
+        if now - shown[0] >= 0.5 or finished == len(todo):  # at most two updates a second
+            shown[0] = now
+            print(progress_line(finished, len(todo), now - started), end="", file=sys.stderr, flush=True)
+
+    payloads: list[Payload] = [(p.index, p.config, verify, golden_dir) for p in todo]  # type: ignore[misc]
+    if payloads:
+        if executor == "ray":
+            run_ray(payloads, done, address)
+        else:
+            run_local(payloads, done, workers)
+        print(file=sys.stderr)
+    rows = table_rows(records, grid_keys)
+    atomic_write_text(out / "results.csv", csv_text(rows, grid_keys))
+    totals = point_totals(records)
+    front = pareto_front(totals)
+    atomic_write_text(out / "pareto.txt", pareto_text(front) + "\n")
+    print(f"Pareto front ({len(front)} of {len(totals)} points; minimising cycles, PEs, SRAM bytes):")
+    print(pareto_text(front))
+    if pareto_png(totals, front, out / "pareto.png", f"{sweep_file.stem}: cycles vs PEs"):
+        print(f"plot: {out / 'pareto.png'}")
+    failed = [r for r in rows if r.get("verified") == "FAIL"]
+    return 1 if failed else 0

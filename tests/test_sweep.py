@@ -1,0 +1,109 @@
+"""Sweeps: grid expansion, invalid points, Pareto front, local vs Ray, kill and resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from simulator.cli import main
+from simulator.sweep import pareto_front, read_jsonl, set_dotted
+from tests.conftest import REPO
+
+GRID_50 = """\
+base: {base}
+grid:
+  hardware.mac_array.rows: [4, 8, 16, 32, 64]
+  hardware.mac_array.cols: [8, 16, 32, 64, 128]
+  hardware.mac_array.dataflow: [os, ws]
+constraints:
+  max_pes: 100000
+"""
+
+
+def _sweep_file(tmp_path: Path, body: str = GRID_50) -> Path:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(body.format(base=REPO / "configs" / "seed_case2.yaml"))
+    return path
+
+
+def test_set_dotted_creates_nested_copy():
+    raw = {"hardware": {"mac_array": {"rows": 32}}, "name": "x"}
+    out = set_dotted(raw, "hardware.mac_array.rows", 8)
+    assert out == {"hardware": {"mac_array": {"rows": 8}}, "name": "x"}
+    assert raw["hardware"]["mac_array"]["rows"] == 32
+    assert set_dotted({}, "engine.transposed_conv", "phase") == {"engine": {"transposed_conv": "phase"}}
+
+
+def test_pareto_front_by_hand():
+    pts = [
+        {"point": 0, "cycles": 100, "pes": 64, "sram_bytes": 10},  # front: cheapest array
+        {"point": 1, "cycles": 50, "pes": 256, "sram_bytes": 10},  # front: fastest
+        {"point": 2, "cycles": 120, "pes": 256, "sram_bytes": 10},  # dominated by 1
+        {"point": 3, "cycles": 100, "pes": 64, "sram_bytes": 20},  # dominated by 0 (more SRAM)
+    ]
+    assert sorted(p["point"] for p in pareto_front(pts)) == [0, 1]
+
+
+def test_invalid_points_are_reported_not_run(tmp_path, capsys):
+    sweep = _sweep_file(tmp_path, "base: {base}\ngrid:\n  hardware.mac_array.rows: [0, 8]\n"
+                                  "  hardware.mac_array.dataflow: [os, xs]\n")
+    assert main(["sweep", str(sweep), "--out", str(tmp_path / "out"), "--workers", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "point 0 not run" in err and "rows" in err  # rows=0
+    assert "point 1 not run" in err and "xs" in err  # dataflow=xs
+    records = read_jsonl(tmp_path / "out" / "results.jsonl")
+    assert sorted(i for i, r in records.items() if "problem" in r) == [0, 1, 3]
+    assert "rows" in records[2]
+    csv_lines = (tmp_path / "out" / "results.csv").read_text().splitlines()
+    assert len(csv_lines) == 2 and csv_lines[1].startswith("2,8,os,")
+
+
+def test_constraint_excludes_points(tmp_path, capsys):
+    body = "base: {base}\ngrid:\n  hardware.mac_array.rows: [8, 64]\nconstraints:\n  max_pes: 1024\n"
+    assert main(["sweep", str(_sweep_file(tmp_path, body)), "--out", str(tmp_path / "o"), "--workers", "1"]) == 0
+    assert "2048 PEs > constraints.max_pes=1024" in capsys.readouterr().err
+
+
+def test_existing_results_need_resume(tmp_path, capsys):
+    sweep = _sweep_file(tmp_path, "base: {base}\ngrid:\n  hardware.mac_array.rows: [8]\n")
+    assert main(["sweep", str(sweep), "--out", str(tmp_path / "o"), "--workers", "1"]) == 0
+    assert main(["sweep", str(sweep), "--out", str(tmp_path / "o"), "--workers", "1"]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_local_and_ray_give_identical_tables(tmp_path):
+    pytest.importorskip("ray")
+    sweep = _sweep_file(tmp_path)
+    assert main(["sweep", str(sweep), "--out", str(tmp_path / "local")]) == 0
+    assert main(["sweep", str(sweep), "--out", str(tmp_path / "ray"), "--executor", "ray"]) == 0
+    local = (tmp_path / "local" / "results.csv").read_text()
+    assert len(local.splitlines()) == 1 + 50
+    assert (tmp_path / "ray" / "results.csv").read_text() == local
+
+
+def test_killed_sweep_resumes_to_the_same_table(tmp_path):
+    sweep = _sweep_file(tmp_path)
+    assert main(["sweep", str(sweep), "--out", str(tmp_path / "whole"), "--workers", "2"]) == 0
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "simulator", "sweep", str(sweep), "--out", str(out), "--workers", "1"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    jsonl = out / "results.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(read_jsonl(jsonl)) < 10:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(read_jsonl(jsonl))
+    assert 0 < done_before < 50, "the sweep must be killed midway for this test to mean anything"
+    with open(jsonl, "a") as fh:
+        fh.write('{"point": 49, "torn')  # a half-written last line must be ignored
+    assert main(["sweep", str(sweep), "--out", str(out), "--resume", "--workers", "2"]) == 0
+    assert (out / "results.csv").read_text() == (tmp_path / "whole" / "results.csv").read_text()
