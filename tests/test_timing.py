@@ -338,3 +338,30 @@ def test_chrome_trace_times_are_microseconds_at_the_clock():
     assert first["ts"] == event.start_cycle / 500.0
     assert first["dur"] == (event.end_cycle - event.start_cycle) / 500.0
     json.loads(json.dumps(trace))
+
+
+# ------------------------------------------------------------------------------- docs/timing.md worked example
+
+
+def test_dcgan_stage_cycles_follow_the_worked_example():
+    rep = simulate(load_config(REPO / "configs" / "dcgan_128_64.yaml"), functional=False).report
+    load = (32 + 32768 // 64) + (128 * 32 + 65536 // 64) + (32 + 2)  # ifmap, 128 weight runs, bias
+    swell = 8 + -(-156800 // 64)
+    transpose = 8 + 65536 // 32
+    mac = 32 * (2048 + 32 + 32 - 2)
+    writeback = (8 + 131072 // 64) + (1024 * 32 + 131072 // 64)  # bias add, store of 1,024 pixel runs
+    assert [(s.name, s.cycles) for s in rep.stages] == [
+        ("load", 2 * load), ("swell", 2 * swell), ("weight_transpose", 2 * transpose), ("mac_array", 2 * mac),
+        ("writeback", 2 * writeback)]
+    # double-buffered schedule: tile 1's MACs wait for the array, its write-back for its MACs
+    mac1_start = load + swell + transpose + mac
+    assert rep.cycles == mac1_start + mac + writeback == 182124
+    assert [s.stall_cycles for s in rep.stages] == [
+        0, (2 * load + swell - load) - 2 * swell, (2 * load + swell + transpose - load - swell) - 2 * transpose, 0,
+        (mac1_start + mac + writeback - mac1_start) - 2 * writeback]
+
+
+def test_worked_example_table_in_docs_is_current():
+    doc = (REPO / "docs" / "timing.md").read_text()
+    table = simulate(load_config(REPO / "configs" / "dcgan_128_64.yaml"), functional=False).report.table()
+    assert table in doc
