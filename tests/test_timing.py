@@ -365,3 +365,15 @@ def test_worked_example_table_in_docs_is_current():
     doc = (REPO / "docs" / "timing.md").read_text()
     table = simulate(load_config(REPO / "configs" / "dcgan_128_64.yaml"), functional=False).report.table()
     assert table in doc
+
+
+def test_network_report_lists_every_layer_without_golden(tmp_path):
+    config = tmp_path / "net.yaml"
+    config.write_text(
+        "name: net\nlayers:\n"
+        "  - {name: a, input_shape: [1, 2, 3, 3], in_channels: 2, out_channels: 2, kernel_size: 2, stride: 2}\n"
+        "  - {name: b, op: conv2d, input_shape: [1, 2, 6, 6], in_channels: 2, out_channels: 1, kernel_size: 3}\n")
+    out = tmp_path / "run"
+    assert main(["run", str(config), "--out", str(out), "--golden-dir", str(tmp_path / "none"), "--no-dumps"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert [layer["layer"] for layer in report["layers"]] == ["a", "b"]
