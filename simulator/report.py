@@ -40,14 +40,22 @@ class StageSummary:
     utilization_useful: float | None = None
 
     def line(self) -> str:
+        """One table row: cycles, stall cycles, SRAM bytes per buffer, DRAM bytes."""
         if self.skipped:
-            return f"{self.name:<17} skipped"
-        text = (f"{self.name:<17} {self.cycles:>12,} cyc  stall {self.stall_cycles:>12,}  "
-                f"sram r/w {sum(self.sram_read_bytes.values()):>12,}/{sum(self.sram_write_bytes.values()):<12,}")
-        if self.macs_issued is not None:
-            text += (f"  macs {self.macs_issued:,} issued / {self.macs_useful:,} useful, util "
-                     f"{self.utilization_issued:.1%} issued / {self.utilization_useful:.1%} useful")
-        return text
+            return f"{self.name:<17} {'skipped':>12}"
+        return (f"{self.name:<17} {self.cycles:>12,} {self.stall_cycles:>12,}  {_per_buffer(self.sram_read_bytes):<30}"
+                f"{_per_buffer(self.sram_write_bytes):<30}{self.dram_read_bytes:,}/{self.dram_write_bytes:,}")
+
+    def mac_line(self) -> str:
+        """The MAC array's own line: compute cycles, folds, MACs and utilization both ways."""
+        ratio = self.macs_useful / self.macs_issued if self.macs_issued else 0.0
+        return (f"{self.name}: compute {self.compute_cycles:,} cycles in {self.folds:,} folds; MACs "
+                f"{self.macs_issued:,} issued / {self.macs_useful:,} useful (useful/issued {ratio:.4f}); "
+                f"utilization {self.utilization_issued:.2%} issued / {self.utilization_useful:.2%} useful")
+
+
+def _per_buffer(nbytes: dict[str, int]) -> str:
+    return " ".join(f"{k} {v:,}" for k, v in nbytes.items()) or "-"
 
 
 @dataclass(frozen=True)
@@ -79,10 +87,13 @@ class LayerReport:
     def table(self) -> str:
         head = (f"layer {self.layer} ({self.op}, method {self.method}): {self.num_tiles} tile(s) of "
                 f"{self.rows_per_tile} row(s) x {self.oc_per_tile} channel(s)")
-        total = (f"total {self.cycles:,} cycles = {self.time_us:,.3f} us at {self.clock_mhz:g} MHz; DRAM "
-                 f"{self.dram_read_bytes:,} B read / {self.dram_write_bytes:,} B written; peak SRAM "
-                 + ", ".join(f"{k} {v:,} B" for k, v in self.peak_sram_bytes.items()))
-        return "\n".join([head, *(s.line() for s in self.stages), total])
+        columns = (f"{'stage':<17} {'cycles':>12} {'stall':>12}  {'SRAM read bytes':<30}{'SRAM write bytes':<30}"
+                   "DRAM r/w bytes")
+        macs = [s.mac_line() for s in self.stages if s.macs_issued is not None and not s.skipped]
+        total = (f"total: {self.num_tiles} tile(s), {self.cycles:,} cycles = {self.time_us:,.3f} us at "
+                 f"{self.clock_mhz:g} MHz; DRAM {self.dram_read_bytes:,} B read / {self.dram_write_bytes:,} B "
+                 "written; peak SRAM " + ", ".join(f"{k} {v:,} B" for k, v in self.peak_sram_bytes.items()))
+        return "\n".join([head, columns, *(s.line() for s in self.stages), *macs, total])
 
 
 def _add(into: dict[str, int], more: dict[str, int]) -> None:

@@ -59,6 +59,7 @@ def run_config(config: Path, out: str | None, golden_dir: Path, dumps: bool = Tr
             observer.finish(result)
         _write_run(layer_dir, result, trace)
         print(result.report.table())
+        totals.append(result.report.to_dict())
         if case is None:
             verdicts.append("NO GOLDEN")
             print(f"{layer.name}: no golden case at {gold_dir} (run `convsim golden {config}`)")
@@ -68,7 +69,6 @@ def run_config(config: Path, out: str | None, golden_dir: Path, dumps: bool = Tr
         print(f"{layer.name}: {'PASS' if cmp.equal else 'FAIL'} against {gold_dir}")
         if not cmp.equal:
             print(cmp.report())
-        totals.append(result.report.to_dict())
     if cfg.is_network:
         atomic_write_json(run_dir / "report.json", {"name": cfg.name, "layers": totals})
     return EXIT_MISMATCH if "FAIL" in verdicts else EXIT_OK

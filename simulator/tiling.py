@@ -352,18 +352,23 @@ def _assemble(layer: LayerConfig, hw: HardwareConfig, method: Method, rows: int,
     return TilePlan(method, rows, oc_per_tile, tuple(tiles), peak_occupancy(tiles, slots))
 
 
+def tile_spans(tile: Tile, buffer: str) -> set[tuple[int, int]]:
+    return {(r.base_addr, r.end_addr) for r in tile.regions if r.buffer == buffer}
+
+
 def tile_bytes(tile: Tile, buffer: str) -> int:
     """Bytes a tile occupies in one buffer (aliased regions counted once)."""
-    spans = {(r.base_addr, r.end_addr) for r in tile.regions if r.buffer == buffer}
-    return sum(end - base for base, end in spans)
+    return sum(end - base for base, end in tile_spans(tile, buffer))
 
 
 def peak_occupancy(tiles: list[Tile], slots: int) -> dict[str, int]:
-    """Peak bytes live per buffer: one tile (serial) or two consecutive tiles (double-buffered)."""
+    """Peak bytes live per buffer: one tile (serial) or two consecutive tiles (double-buffered). Regions two
+    consecutive tiles share (the weights of one output-channel tile stay in one slot) are counted once."""
     peak = dict.fromkeys(BUFFERS, 0)
     for buffer in BUFFERS:
-        per_tile = [tile_bytes(t, buffer) for t in tiles]
-        for i, b in enumerate(per_tile):
-            live = b + (per_tile[i - 1] if slots == 2 and i > 0 else 0)
-            peak[buffer] = max(peak[buffer], live)
+        for i, tile in enumerate(tiles):
+            spans = tile_spans(tile, buffer)
+            if slots == 2 and i > 0:
+                spans |= tile_spans(tiles[i - 1], buffer)
+            peak[buffer] = max(peak[buffer], sum(end - base for base, end in spans))
     return peak

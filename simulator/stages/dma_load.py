@@ -38,9 +38,13 @@ def dma_cycles(num_bytes: int, descriptors: int, cfg: DmaConfig, conflict_factor
     return cfg.setup_cycles * descriptors + ceil_div(num_bytes, cfg.bytes_per_cycle) * conflict_factor
 
 
-def activation_transfer(region: Region, dma: DramDmaConfig, buf: BufferConfig, full_channels: bool) -> tuple[
-        int, int]:
-    """(descriptors, conflict factor) of moving an activation region between DRAM and SRAM."""
+def activation_transfer(region: Region, dma: DramDmaConfig, buf: BufferConfig, full_channels: bool,
+                        full_height: bool = False) -> tuple[int, int]:
+    """(descriptors, conflict factor) of moving an activation region (full width rows) between DRAM and SRAM.
+
+    One descriptor per contiguous DRAM run: NCHW rows of one channel are contiguous across channels only when
+    the region spans the whole height; NHWC rows only when it spans all channels.
+    """
     c, h, w = region.shape
     itemsize = np.dtype(region.dtype).itemsize
     if dma.dram_layout == "NCHW":
@@ -50,7 +54,7 @@ def activation_transfer(region: Region, dma: DramDmaConfig, buf: BufferConfig, f
         return (1 if full_channels else h * w), 1
     if region.layout == "NC1HWC0":
         return ceil_div(c, region.c0), 1
-    return (1 if full_channels else c), 1
+    return (1 if full_height else c), 1
 
 
 # ---------------------------------------------------------------------------------------------------- adapter
@@ -60,18 +64,27 @@ def cost(ctx: LayerContext, tile: Tile) -> StageCost:
     hw = ctx.hw
     ifmap = tile.region("ifmap")
     full_c = tile.ic == (0, ctx.layer.in_channels)
-    desc, conflict = activation_transfer(ifmap, hw.dma, hw.sram.ifmap, full_c)
+    full_h = tile.in_rows == (0, ctx.layer.input_shape[2])
+    desc, conflict = activation_transfer(ifmap, hw.dma, hw.sram.ifmap, full_c, full_h)
     cycles = dma_cycles(ifmap.size_bytes, desc, hw.dma, conflict)
     written = {"ifmap": ifmap.size_bytes}
     writes = ["ifmap"]
     if tile.load_weight:
         weight, bias = tile.region("weight"), tile.region("bias")
         wbytes = weight.size_bytes + bias.size_bytes
-        cycles += dma_cycles(weight.size_bytes, 1, hw.dma) + dma_cycles(bias.size_bytes, 1, hw.dma)
+        cycles += dma_cycles(weight.size_bytes, weight_descriptors(ctx, weight.shape), hw.dma)
+        cycles += dma_cycles(bias.size_bytes, 1, hw.dma)
         written["weight"] = wbytes
         writes += ["weight", "bias"]
     return StageCost(cycles=cycles, sram_write_bytes=written, dram_read_bytes=sum(written.values()),
                      writes=tuple(writes))
+
+
+def weight_descriptors(ctx: LayerContext, shape: tuple[int, ...]) -> int:
+    """Contiguous DRAM runs of a tile's weight slice: a conv weight's output-channel slice is one run; a
+    transposed weight (C_in, C_out/g, kh, kw) sliced to fewer than C_out/g columns is one run per input channel."""
+    cout_g = ctx.layer.out_channels // ctx.layer.groups
+    return shape[0] if ctx.layer.is_transposed and shape[1] < cout_g else 1
 
 
 def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:

@@ -43,7 +43,8 @@ def cost(ctx: LayerContext, tile: Tile) -> StageCost:
     hw = ctx.hw
     ofmap, bias = tile.region("ofmap"), tile.region("bias")
     psum = sum(tile.region(job.psum_region).size_bytes for job in tile.jobs)
-    desc, conflict = activation_transfer(ofmap, hw.dma, hw.sram.psum, tile.oc == (0, ctx.layer.out_channels))
+    desc, conflict = activation_transfer(ofmap, hw.dma, hw.sram.psum, tile.oc == (0, ctx.layer.out_channels),
+                                         tile.oh == (0, ctx.layer.output_hw[0]))
     cycles = bias_add_cycles(max(psum, ofmap.size_bytes), hw.writeback)
     cycles += dma_cycles(ofmap.size_bytes, desc, hw.dma, conflict)
     return StageCost(cycles=cycles,
