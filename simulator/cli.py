@@ -1,7 +1,8 @@
 """``convsim`` command line: one small handler per subcommand, no simulation logic here.
 
 Exit codes: 0 success (or PASS, or no golden to compare with), 1 mismatch against golden (or ``--check``
-differences), 2 a bad config, input or golden file: one line on stderr, no traceback.
+differences, or ``compare``'s two methods disagreeing), 2 a bad config, input or golden file: one line on
+stderr, no traceback.
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                      verify=args.verify, golden_dir=args.golden_dir, workers=args.workers)
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from simulator.methods import run_compare
+
+    return run_compare(Path(args.config), Path(args.golden_dir), as_json=args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="convsim", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -66,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--golden-dir", default="golden")
     sweep.add_argument("--workers", type=int, default=None, help="local processes (default: all cores)")
     sweep.set_defaults(handler=_cmd_sweep)
+
+    cmp = sub.add_parser("compare", help="run both transposed-conv methods (swell, phase) and compare costs")
+    cmp.add_argument("config")
+    cmp.add_argument("--golden-dir", default="golden")
+    cmp.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    cmp.set_defaults(handler=_cmd_compare)
     return parser
 
 

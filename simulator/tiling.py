@@ -64,7 +64,14 @@ class PhaseAxis:
 
 
 def phase_axes(layer: LayerConfig, axis: int) -> tuple[PhaseAxis, ...]:
-    """The phases along one axis that have at least one tap (a phase with no tap is bias only)."""
+    """The phases along one axis that have at least one tap (a phase with no tap is bias only).
+
+    Input ``i`` with tap ``t`` feeds output ``o = i*s - p + t*d``. For ``o = s*m + phase`` the taps are those with
+    ``t*d = phase + p (mod s)`` and they read ``i = m + (phase + p - t*d)/s``. With ``g = gcd(d, s)`` a phase has
+    taps only when ``g`` divides ``phase + p`` (dilation sharing a factor with the stride, or ``k < s``, leaves
+    phases empty); its taps repeat every ``P = s/g``, so every phase gets ``ceil(k/P)`` sub-kernel taps
+    (zero-padded when it has fewer) with sub-dilation ``d/g``.
+    """
     k, s, p, d = layer.kernel_size[axis], layer.stride[axis], layer.padding[axis], layer.dilation[axis]
     out_size = layer.output_hw[axis]
     g = math.gcd(d, s)
