@@ -365,3 +365,24 @@ def test_manifest_is_independent_of_the_checkout_location(tmp_path):
     manifest = json.loads((tmp_path / "g1" / "ovf" / "manifest.json").read_text())
     assert manifest["config"]["data"]["ifmap"] == {"file": "data/x.npy"}
     assert str(tmp_path) not in (tmp_path / "g1" / "ovf" / "manifest.json").read_text()
+
+
+def test_network_case_has_one_checked_subdirectory_per_layer(tmp_path, capsys):
+    config = write_config(tmp_path, """name: net
+layers:
+  - {name: up, op: conv_transpose2d, input_shape: [1, 2, 3, 3], in_channels: 2, out_channels: 3, kernel_size: 3,
+     stride: 2}
+  - {name: down, op: conv2d, input_shape: [1, 3, 7, 7], in_channels: 3, out_channels: 2, kernel_size: 3}
+data: {seed: 3, ifmap: random, weight: random, bias: random}
+""")
+    assert main(["golden", str(config), "--golden-dir", str(tmp_path / "g")]) == 0
+    assert sorted(tree(tmp_path / "g" / "net")) == sorted(f"{layer}/{f}" for layer in ("up", "down")
+                                                          for f in [*CASE_FILES, "manifest.json"])
+    assert json.loads((tmp_path / "g" / "net" / "down" / "manifest.json").read_text())["layer_index"] == 1
+    assert main(["run", str(config), "--golden-dir", str(tmp_path / "g"), "--out", str(tmp_path / "r"),
+                 "--no-dumps"]) == 0
+    out = capsys.readouterr().out
+    assert "up: PASS" in out and "down: PASS" in out
+    _flip_byte(tmp_path / "g" / "net" / "down" / "bias.hex")
+    assert main(["golden", str(config), "--golden-dir", str(tmp_path / "g"), "--check"]) == 1
+    assert "down/bias.hex differs" in capsys.readouterr().out
