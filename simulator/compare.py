@@ -27,20 +27,23 @@ class Comparison:
     max_abs_diff: int
 
     def report(self, label: str = "ofmap") -> str:
+        """Shapes and dtypes, then the mismatch count, the first coordinates (expected vs actual, decimal and
+        two's-complement hex of the element width), then the maximum absolute difference."""
         head = (f"{label}: expected shape {list(self.expected_shape)} {self.expected_dtype}, "
                 f"actual shape {list(self.actual_shape)} {self.actual_dtype}")
         if self.expected_shape != self.actual_shape or self.expected_dtype != self.actual_dtype:
             return f"{head}\n  shape or dtype differs: elements not compared"
         if self.equal:
             return f"{head}\n  all {self.total:,} elements equal"
-        lines = [head, f"  {self.mismatches:,} of {self.total:,} elements differ; max |diff| {self.max_abs_diff:,}"]
-        width = 8 if np.dtype(self.expected_dtype).itemsize == 4 else 2 * np.dtype(self.expected_dtype).itemsize
+        lines = [head, f"  {self.mismatches:,} of {self.total:,} elements differ; first {len(self.first)}:"]
+        width = 2 * np.dtype(self.expected_dtype).itemsize  # hex digits of one element
+        mask = (1 << (4 * width)) - 1
         for coord, exp, act in self.first:
-            mask = (1 << (4 * width)) - 1
             lines.append(f"  at {list(coord)}: expected {exp} (0x{exp & mask:0{width}x}), "
                          f"actual {act} (0x{act & mask:0{width}x})")
         if self.mismatches > len(self.first):
             lines.append(f"  ... and {self.mismatches - len(self.first):,} more")
+        lines.append(f"  max |expected - actual|: {self.max_abs_diff:,}")
         return "\n".join(lines)
 
 

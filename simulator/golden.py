@@ -3,17 +3,20 @@
 The reference is torch's own ``conv_transpose2d`` / ``conv2d`` on **int64** tensors (exact: no float rounding at
 any magnitude), reduced to int32 the way the engine does: the conv sum under the accumulator policy, then the
 bias add under the same policy. torch is imported inside :func:`reference` only, so nothing on the simulation
-path depends on the thing it is checked against.
+path depends on the thing it is checked against. Models no hardware block; ignores timing entirely.
 
-A golden case ``<dir>/<name>/`` holds ``ifmap.npy`` (int8 NCHW), ``weight.npy`` (int8, torch layout),
-``bias.npy`` (int32), ``ofmap.npy`` (int32 NCHW) and ``manifest.json`` with the sha256 of every file; it is
-written atomically (temp dir, then rename) and verified on load.
+A golden case ``<dir>/<name>/`` holds ``ifmap``, ``weight``, ``bias`` and ``ofmap`` twice: as ``.npy`` (int8 or
+int32, C order) and as ``$readmemh`` text (``.hex``: one two's-complement element per line, same order), plus
+``manifest.json`` (resolved config, shapes, dtypes, sha256 of every file, seed, tool versions). Generation is
+deterministic (same config and tool versions, same bytes), the case is written atomically (temp dir, then
+rename) and every file is verified against the manifest before :func:`load_case` trusts it.
+docs/formats.md describes the files precisely.
 """
 
 from __future__ import annotations
 
 import json
-import platform
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,12 +25,15 @@ import numpy as np
 
 from simulator.config import LayerConfig, SimConfig
 from simulator.data import LayerTensors, make_tensors
-from simulator.errors import IntegrityError
+from simulator.errors import ConvsimError, IntegrityError
 from simulator.files import atomic_directory, npy_bytes, sha256_bytes, sha256_file
 from simulator.fixedpoint import OverflowPolicy, narrow_to_int32
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 TENSORS = {"ifmap": ("int8", "NCHW"), "weight": ("int8", "torch"), "bias": ("int32", "C"), "ofmap": ("int32", "NCHW")}
+VERSION_KEYS = ("torch_version", "numpy_version")
+MANIFEST = "manifest.json"
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
 def reference(layer: LayerConfig, tensors: LayerTensors, policy: OverflowPolicy) -> np.ndarray:
@@ -54,49 +60,120 @@ class GoldenCase:
     manifest: dict[str, Any]
 
 
-def case_files(cfg: SimConfig, layer: LayerConfig, index: int | None) -> dict[str, bytes]:
-    """All files of one golden case, as bytes (deterministic: same config, same bytes)."""
+def tensor_axes(layer: LayerConfig) -> dict[str, list[str]]:
+    """Axis names of the four tensors (torch's weight layout for the op)."""
+    weight = (["C_in", "C_out/groups", "kh", "kw"] if layer.is_transposed else ["C_out", "C_in/groups", "kh", "kw"])
+    return {"ifmap": ["N", "C_in", "H", "W"], "weight": weight, "bias": ["C_out"],
+            "ofmap": ["N", "C_out", "H_out", "W_out"]}
+
+
+def readmemh_bytes(array: np.ndarray, name: str, axes: list[str]) -> bytes:
+    """``$readmemh`` text: a ``//`` header, then one element per line in C order, two's complement, lower-case
+    hex, zero-padded to 2 digits per byte (int8 -> 2 digits, int32 -> 8 digits)."""
+    flat = np.ascontiguousarray(array).reshape(-1)
+    digits = 2 * flat.dtype.itemsize
+    bits = flat.view(f"u{flat.dtype.itemsize}").astype(np.uint64)  # same bits read unsigned: two's complement
+    # (n,) -> (n, digits) nibbles, most significant first -> ASCII digits + '\n' per row
+    nibbles = (bits[:, None] >> (4 * np.arange(digits - 1, -1, -1, dtype=np.uint64))) & np.uint64(0xF)
+    text = np.empty((flat.size, digits + 1), dtype=np.uint8)
+    text[:, :digits] = _HEX_DIGITS[nibbles]
+    text[:, digits] = ord("\n")
+    header = (f"// convsim golden {name}: shape {list(array.shape)} ({', '.join(axes)}), dtype {array.dtype}\n"
+              f"// elements: {array.size}, one per line, C order (last axis fastest), "
+              f"two's complement, {digits} hex digits\n")
+    return header.encode("ascii") + text.tobytes()
+
+
+def _portable_config(cfg: SimConfig, config_dir: Path | None) -> dict[str, Any]:
+    """The resolved config as JSON data, with data file paths relative to the config's directory (or bare
+    file names when it is unknown), so the manifest does not depend on where the repository is checked out."""
+    resolved = cfg.model_dump(mode="json")
+    for src in resolved["data"].values():
+        if isinstance(src, dict) and "file" in src:
+            path = Path(src["file"])
+            src["file"] = (Path(os.path.relpath(path, config_dir.resolve())).as_posix() if config_dir is not None
+                           else path.name)
+    return resolved
+
+
+def case_files(cfg: SimConfig, layer: LayerConfig, index: int | None,
+               config_dir: Path | None = None) -> dict[str, bytes]:
+    """All files of one golden case, as bytes (deterministic: same config, same bytes).
+
+    ``config_dir`` is the directory of the config file; data file paths are recorded relative to it."""
     import torch
 
     tensors = make_tensors(cfg.data, layer, index)
     ofmap = reference(layer, tensors, cfg.hardware.accumulator.on_overflow)
     arrays = {"ifmap": tensors.ifmap, "weight": tensors.weight, "bias": tensors.bias, "ofmap": ofmap}
-    files = {f"{k}.npy": npy_bytes(v) for k, v in arrays.items()}
+    axes = tensor_axes(layer)
+    files: dict[str, bytes] = {}
+    for name, arr in arrays.items():
+        files[f"{name}.npy"] = npy_bytes(arr)
+        files[f"{name}.hex"] = readmemh_bytes(arr, name, axes[name])
     manifest = {
         "generator": "convsim golden", "generator_version": GENERATOR_VERSION,
-        "config": json.loads(cfg.model_dump_json()), "layer": layer.name, "seed": cfg.data.seed,
-        "torch_version": torch.__version__, "numpy_version": np.__version__, "python": platform.python_version(),
-        "tensors": {k: {"file": f"{k}.npy", "shape": list(v.shape), "dtype": TENSORS[k][0], "layout": TENSORS[k][1],
-                        "sha256": sha256_bytes(files[f"{k}.npy"])} for k, v in arrays.items()},
+        "name": cfg.name, "layer": layer.name, "layer_index": index, "seed": cfg.data.seed,
+        "torch_version": torch.__version__, "numpy_version": np.__version__,
+        "tensors": {k: {"file": f"{k}.npy", "hex": f"{k}.hex", "shape": list(v.shape), "dtype": TENSORS[k][0],
+                        "layout": TENSORS[k][1], "axes": axes[k], "sha256": sha256_bytes(files[f"{k}.npy"])}
+                    for k, v in arrays.items()},
+        "files": {name: sha256_bytes(data) for name, data in sorted(files.items())},
+        "config": _portable_config(cfg, config_dir),
     }
-    files["manifest.json"] = (json.dumps(manifest, indent=2) + "\n").encode()
+    files[MANIFEST] = (json.dumps(manifest, indent=2) + "\n").encode()
     return files
 
 
 def write_case(directory: Path, files: dict[str, bytes]) -> None:
+    """Write a case atomically: all files into a temporary directory, then one rename replaces ``directory``."""
     with atomic_directory(directory) as tmp:
         for name, data in files.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)  # a network's case has one subdir per layer
             (tmp / name).write_bytes(data)
 
 
+def _read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise IntegrityError(f"golden case {directory}: {MANIFEST} missing (regenerate with `convsim golden`)")
+    try:
+        manifest = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        raise IntegrityError(f"golden file {path}: not valid JSON (corrupt or edited)") from None
+    ok = (isinstance(manifest, dict) and isinstance(manifest.get("tensors"), dict)
+          and isinstance(manifest.get("files", {}), dict)
+          and all(isinstance(manifest["tensors"].get(k), dict) for k in TENSORS))
+    if not ok:
+        raise IntegrityError(f"golden file {path}: missing 'tensors' entries for {', '.join(TENSORS)}")
+    return manifest
+
+
+def _verify_sha256(path: Path, expected: Any) -> None:
+    if not path.is_file():
+        raise IntegrityError(f"golden file {path}: missing (listed in {MANIFEST})")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise IntegrityError(f"golden file {path}: sha256 checksum {actual[:16]}... does not match {MANIFEST} "
+                             f"({str(expected)[:16]}...): file corrupt, truncated or edited")
+
+
 def load_case(directory: Path) -> GoldenCase | None:
-    """Read and verify a golden case; None if there is none. Any corruption is an :class:`IntegrityError`."""
-    manifest_path = directory / "manifest.json"
+    """Read and verify a golden case; None if there is none. Every file the manifest lists is checked against
+    its sha256 before anything is loaded; any corruption is a one-line :class:`IntegrityError`."""
     if not directory.exists():
         return None
-    try:
-        manifest = json.loads(manifest_path.read_text())
-        entries = manifest["tensors"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise IntegrityError(f"golden case {directory}: manifest.json missing or unreadable") from None
+    manifest = _read_manifest(directory)
+    checked = dict(manifest.get("files", {}))
+    for name in TENSORS:
+        checked.setdefault(f"{name}.npy", manifest["tensors"][name].get("sha256"))
+    for name, digest in sorted(checked.items()):
+        if Path(name).name != name:
+            raise IntegrityError(f"golden file {directory / MANIFEST}: file name {name!r} is not a plain name")
+        _verify_sha256(directory / name, digest)
     arrays = {}
     for name, (dtype, _) in TENSORS.items():
-        entry = entries.get(name) if isinstance(entries, dict) else None
-        path = directory / f"{name}.npy"
-        if not entry or not path.is_file():
-            raise IntegrityError(f"golden case {directory}: {name}.npy missing")
-        if sha256_file(path) != entry.get("sha256"):
-            raise IntegrityError(f"golden file {path}: sha256 does not match manifest.json (corrupt or edited)")
+        entry, path = manifest["tensors"][name], directory / f"{name}.npy"
         try:
             arr = np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError):
@@ -106,3 +183,69 @@ def load_case(directory: Path) -> GoldenCase | None:
                                  f"{dtype}{entry.get('shape')}")
         arrays[name] = arr
     return GoldenCase(LayerTensors(arrays["ifmap"], arrays["weight"], arrays["bias"]), arrays["ofmap"], manifest)
+
+
+def check_case_matches(case: GoldenCase, directory: Path, layer: LayerConfig, policy: OverflowPolicy) -> None:
+    """A golden case generated for another layer shape or overflow policy is stale: refuse it, do not compare."""
+    want = {"ifmap": list(layer.input_shape), "weight": list(layer.weight_shape), "bias": [layer.out_channels],
+            "ofmap": list(layer.output_shape)}
+    for name, shape in want.items():
+        got = case.manifest["tensors"][name].get("shape")
+        if got != shape:
+            raise ConvsimError(f"golden case {directory}: {name} shape {got}, layer {layer.name!r} needs {shape} "
+                               "(stale: regenerate with `convsim golden`)")
+    try:
+        recorded = case.manifest["config"]["hardware"]["accumulator"]["on_overflow"]
+    except (KeyError, TypeError):
+        raise IntegrityError(f"golden case {directory}: {MANIFEST} does not record "
+                             "config.hardware.accumulator.on_overflow") from None
+    if recorded != policy:
+        raise ConvsimError(f"golden case {directory}: generated with on_overflow={recorded}, the config has "
+                           f"{policy} (stale: regenerate with `convsim golden`)")
+
+
+def _npy_detail(old: bytes, new: bytes) -> str:
+    import io
+
+    from simulator.compare import compare
+
+    try:
+        was = np.load(io.BytesIO(old), allow_pickle=False)
+    except (ValueError, OSError, EOFError):
+        return " (on disk: not a valid .npy)"
+    cmp = compare(np.load(io.BytesIO(new), allow_pickle=False), was)
+    if cmp.expected_shape != cmp.actual_shape or cmp.expected_dtype != cmp.actual_dtype:
+        return f" (on disk {cmp.actual_dtype}{list(cmp.actual_shape)}, now {cmp.expected_dtype}" \
+               f"{list(cmp.expected_shape)})"
+    return f" ({cmp.mismatches:,} of {cmp.total:,} elements)" if cmp.mismatches else " (same values, other bytes)"
+
+
+def _manifest_detail(old: bytes, new: bytes) -> str:
+    try:
+        was, now = json.loads(old), json.loads(new)
+    except ValueError:
+        return " (on disk: not valid JSON)"
+    if not isinstance(was, dict):
+        return ""
+    keys = sorted(k for k in now.keys() | was.keys() if was.get(k) != now.get(k))
+    shown = [f"{k} {was.get(k)} -> {now.get(k)}" if k in VERSION_KEYS else k for k in keys]
+    return f" ({', '.join(shown)})" if shown else ""
+
+
+def case_differences(directory: Path, files: dict[str, bytes]) -> list[str]:
+    """What differs between the case on disk and freshly generated ``files`` (names relative to ``directory``):
+    one entry per missing, differing or extra file. Empty means byte-identical."""
+    on_disk = ({p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()}
+               if directory.is_dir() else set())
+    out = []
+    for name, data in sorted(files.items()):
+        if name not in on_disk:
+            out.append(f"{name} missing")
+            continue
+        old = (directory / name).read_bytes()
+        if old != data:
+            detail = (_npy_detail(old, data) if name.endswith(".npy")
+                      else _manifest_detail(old, data) if name.endswith(MANIFEST) else "")
+            out.append(f"{name} differs{detail}")
+    out.extend(f"{name} is not generated (extra file)" for name in sorted(on_disk - files.keys()))
+    return out

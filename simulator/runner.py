@@ -19,7 +19,7 @@ from simulator.config import LayerConfig, SimConfig, load_config
 from simulator.data import make_tensors
 from simulator.files import atomic_write_bytes as write_bytes
 from simulator.files import atomic_write_json, npy_bytes
-from simulator.golden import case_files, load_case, write_case
+from simulator.golden import case_differences, case_files, check_case_matches, load_case, write_case
 from simulator.pipeline import STAGE_NAMES, SimResult, simulate_layer
 from simulator.report import chrome_trace
 
@@ -48,6 +48,8 @@ def run_config(config: Path, out: str | None, golden_dir: Path, dumps: bool = Tr
     for (index, layer, layer_dir), (_, _, gold_dir) in zip(entries, golden_entries, strict=True):
         _progress(index, len(entries), f"layer {layer.name}")
         case = load_case(gold_dir)
+        if case is not None:
+            check_case_matches(case, gold_dir, layer, cfg.hardware.accumulator.on_overflow)
         tensors = case.tensors if case else make_tensors(cfg.data, layer, index if cfg.is_network else None)
         observer = None
         if dumps:
@@ -83,22 +85,27 @@ def _write_run(layer_dir: Path, result: SimResult, trace: bool) -> None:
 
 
 def golden_configs(configs: list[Path], golden_dir: Path, check: bool = False) -> int:
-    """Generate (or ``check``) the golden case of every layer of every config."""
+    """Generate (or ``check``) the golden case of every config: ``golden_dir/<name>/``, one subdirectory per layer
+    for a network. The whole case of one config is written atomically; ``check`` writes nothing."""
     differences = 0
     for i, config in enumerate(configs):
-        cfg = load_config(config)
         _progress(i, len(configs), f"{config}")
-        for index, layer, case_dir in layer_dirs(cfg, golden_dir / cfg.name):
-            files = case_files(cfg, layer, index if cfg.is_network else None)
-            if check:
-                changed = [n for n, data in files.items() if not (case_dir / n).is_file()
-                           or (case_dir / n).read_bytes() != data]
-                if changed:
-                    differences += 1
-                    print(f"{case_dir}: differs from regeneration: {', '.join(changed)}")
-                else:
-                    print(f"{case_dir}: up to date")
-            else:
-                write_case(case_dir, files)
-                print(f"{case_dir}: written")
+        cfg = load_config(config)
+        case_dir = golden_dir / cfg.name
+        files: dict[str, bytes] = {}
+        for index, layer, rel in layer_dirs(cfg, Path()):
+            layer_files = case_files(cfg, layer, index if cfg.is_network else None, config_dir=config.parent)
+            files.update({(rel / name).as_posix(): data for name, data in layer_files.items()})
+        if not check:
+            write_case(case_dir, files)
+            print(f"{case_dir}: written ({len(files)} files, {sum(map(len, files.values())):,} bytes)")
+            continue
+        changed = case_differences(case_dir, files)
+        if changed:
+            differences += 1
+            print(f"{case_dir}: differs from regeneration: {'; '.join(changed)}")
+        else:
+            print(f"{case_dir}: up to date")
+    if check and differences:
+        print(f"{differences} of {len(configs)} golden cases differ (regenerate with `convsim golden`)")
     return EXIT_MISMATCH if differences else EXIT_OK
