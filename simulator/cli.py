@@ -29,6 +29,19 @@ def _cmd_golden(args: argparse.Namespace) -> int:
     return golden_configs([Path(c) for c in args.configs], Path(args.golden_dir), check=args.check)
 
 
+def _cmd_from_torch(args: argparse.Namespace) -> int:
+    from simulator.from_torch import from_torch
+
+    path, captured = from_torch(args.target, args.input_shape, name=args.name, out=args.out)
+    for layer in captured.layers:
+        print(f"  {layer['name']}: {layer['op']} {layer['input_shape']} -> {layer['out_channels']} channels, "
+              f"k{layer['kernel_size']} s{layer['stride']} p{layer['padding']}")
+    for skipped in captured.skipped:
+        print(f"  NOT INCLUDED {skipped.name} ({skipped.module}): {skipped.reason}")
+    print(f"wrote {path}: {len(captured.layers)} layer(s), {len(captured.skipped)} not included")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="convsim", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -46,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     golden.add_argument("--golden-dir", default="golden")
     golden.add_argument("--check", action="store_true", help="regenerate in memory and report differences")
     golden.set_defaults(handler=_cmd_golden)
+
+    torch_ = sub.add_parser("from-torch", help="write a network config from the convolutions of a PyTorch model")
+    torch_.add_argument("target", help="path/to/file.py:callable or package.module:callable returning an nn.Module")
+    torch_.add_argument("--input-shape", required=True, help="N,C,H,W of the random input of the forward pass")
+    torch_.add_argument("--name", default=None, help="config name (default: the callable's name)")
+    torch_.add_argument("--out", default=None, help="config file to write (default configs/<name>.yaml)")
+    torch_.set_defaults(handler=_cmd_from_torch)
     return parser
 
 
