@@ -45,6 +45,19 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return run_compare(Path(args.config), Path(args.golden_dir), as_json=args.json)
 
 
+def _cmd_from_torch(args: argparse.Namespace) -> int:
+    from simulator.from_torch import from_torch
+
+    path, captured = from_torch(args.target, args.input_shape, name=args.name, out=args.out)
+    for layer in captured.layers:
+        print(f"  {layer['name']}: {layer['op']} {layer['input_shape']} -> {layer['out_channels']} channels, "
+              f"k{layer['kernel_size']} s{layer['stride']} p{layer['padding']}")
+    for skipped in captured.skipped:
+        print(f"  NOT INCLUDED {skipped.name} ({skipped.module}): {skipped.reason}")
+    print(f"wrote {path}: {len(captured.layers)} layer(s), {len(captured.skipped)} not included")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="convsim", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--golden-dir", default="golden")
     cmp.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     cmp.set_defaults(handler=_cmd_compare)
+
+    torch_ = sub.add_parser("from-torch", help="write a network config from the convolutions of a PyTorch model")
+    torch_.add_argument("target", help="path/to/file.py:callable or package.module:callable returning an nn.Module")
+    torch_.add_argument("--input-shape", required=True, help="N,C,H,W of the random input of the forward pass")
+    torch_.add_argument("--name", default=None, help="config name (default: the callable's name)")
+    torch_.add_argument("--out", default=None, help="config file to write (default configs/<name>.yaml)")
+    torch_.set_defaults(handler=_cmd_from_torch)
     return parser
 
 

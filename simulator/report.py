@@ -147,3 +147,73 @@ def chrome_trace(events: tuple[TileEvent, ...], names: tuple[str, ...], clock_mh
              "dur": (e.end_cycle - e.start_cycle) / clock_mhz,
              "args": {"tile": e.tile, "start_cycle": e.start_cycle, "end_cycle": e.end_cycle}} for e in events]
     return {"traceEvents": out, "displayTimeUnit": "ns"}
+
+
+# ------------------------------------------------------------------------------------------------------ networks
+
+
+def network_totals(reports: list[LayerReport], num_pes: int) -> dict[str, Any]:
+    """Totals of a network whose layers run one after another on the engine (no overlap between layers).
+
+    cycles, time, MACs and DRAM bytes are sums over layers; ``peak_sram_bytes`` is per buffer the maximum over
+    layers (each layer's tiles are released before the next layer starts). The utilizations are
+    ``MACs / (num_pes * total MAC compute cycles)``: the share of the PE slots the array had while it was busy
+    computing, over the whole network, so large layers weigh more than small ones (not a mean of per-layer
+    percentages). Cycles the array waits on DMA do not count against it; ``cycles`` shows those.
+    """
+    compute = sum(_compute_cycles(r) for r in reports)
+    issued, useful = sum(r.macs_issued for r in reports), sum(r.macs_useful for r in reports)
+    cycles = sum(r.cycles for r in reports)
+    clock = reports[0].clock_mhz if reports else 0.0
+    peak = {buf: max(r.peak_sram_bytes.get(buf, 0) for r in reports) for buf in (reports[0].peak_sram_bytes
+                                                                                 if reports else {})}
+    return {
+        "layers": len(reports), "cycles": cycles, "time_us": cycles / clock if clock else 0.0, "clock_mhz": clock,
+        "mac_compute_cycles": compute, "num_pes": num_pes, "macs_issued": issued, "macs_useful": useful,
+        "utilization_issued": issued / (num_pes * compute) if compute else 0.0,
+        "utilization_useful": useful / (num_pes * compute) if compute else 0.0,
+        "dram_read_bytes": sum(r.dram_read_bytes for r in reports),
+        "dram_write_bytes": sum(r.dram_write_bytes for r in reports),
+        "peak_sram_bytes": peak,
+        "peak_sram_total_bytes": max((sum(r.peak_sram_bytes.values()) for r in reports), default=0),
+    }
+
+
+def _compute_cycles(report: LayerReport) -> int:
+    return next((s.compute_cycles or 0 for s in report.stages if s.name == "mac_array"), 0)
+
+
+NETWORK_COLUMNS = ("layer", "op", "method", "tiles", "cycles", "time us", "MACs issued", "MACs useful",
+                   "util iss", "util use", "DRAM r+w B", "peak SRAM B", "verdict")
+
+
+def network_table(reports: list[LayerReport], verdicts: list[str], num_pes: int) -> str:
+    """One row per layer and a totals row (see :func:`network_totals` for what the totals mean).
+
+    ``peak SRAM B`` of a layer is the sum of its ifmap, weight and psum buffer peaks; of the network, the
+    largest layer's. The totals verdict is PASS only when every layer passed.
+    """
+    totals = network_totals(reports, num_pes)
+    rows = [[r.layer, r.op, r.method, f"{r.num_tiles:,}", f"{r.cycles:,}", f"{r.time_us:,.3f}",
+             f"{r.macs_issued:,}", f"{r.macs_useful:,}", f"{r.utilization_issued:.1%}",
+             f"{r.utilization_useful:.1%}", f"{r.dram_read_bytes + r.dram_write_bytes:,}",
+             f"{sum(r.peak_sram_bytes.values()):,}", v] for r, v in zip(reports, verdicts, strict=True)]
+    overall = "PASS" if verdicts and all(v == "PASS" for v in verdicts) else (
+        "FAIL" if "FAIL" in verdicts else "-")
+    rows.append(["total", "", "", f"{sum(r.num_tiles for r in reports):,}", f"{totals['cycles']:,}",
+                 f"{totals['time_us']:,.3f}", f"{totals['macs_issued']:,}", f"{totals['macs_useful']:,}",
+                 f"{totals['utilization_issued']:.1%}", f"{totals['utilization_useful']:.1%}",
+                 f"{totals['dram_read_bytes'] + totals['dram_write_bytes']:,}",
+                 f"{totals['peak_sram_total_bytes']:,}", overall])
+    widths = [max(len(NETWORK_COLUMNS[c]), *(len(row[c]) for row in rows)) for c in range(len(NETWORK_COLUMNS))]
+    left = {0, 1, 2, len(NETWORK_COLUMNS) - 1}
+
+    def fmt(row: list[str] | tuple[str, ...]) -> str:
+        return "  ".join(cell.ljust(w) if c in left else cell.rjust(w)
+                         for c, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    clock = f"{totals['clock_mhz']:g} MHz" if reports else "-"
+    head = (f"{len(reports)} layer(s) at {clock} on {num_pes} PEs; utilization = MACs / (PEs x MAC compute "
+            "cycles); DRAM = bytes read + written")
+    return "\n".join([head, fmt(NETWORK_COLUMNS), rule, *(fmt(r) for r in rows[:-1]), rule, fmt(rows[-1])])

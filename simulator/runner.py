@@ -21,7 +21,7 @@ from simulator.files import atomic_write_bytes as write_bytes
 from simulator.files import atomic_write_json, npy_bytes
 from simulator.golden import case_differences, case_files, check_case_matches, load_case, write_case
 from simulator.pipeline import STAGE_NAMES, SimResult, simulate_layer
-from simulator.report import chrome_trace
+from simulator.report import LayerReport, chrome_trace, network_table, network_totals
 
 EXIT_OK, EXIT_MISMATCH = 0, 1
 
@@ -42,7 +42,7 @@ def run_config(config: Path, out: str | None, golden_dir: Path, dumps: bool = Tr
     cfg = load_config(config)
     run_dir = Path(out) if out else Path("runs") / cfg.name
     verdicts: list[str] = []
-    totals: list[dict[str, Any]] = []
+    reports: list[LayerReport] = []
     entries = layer_dirs(cfg, run_dir)
     golden_entries = layer_dirs(cfg, golden_dir / cfg.name)
     for (index, layer, layer_dir), (_, _, gold_dir) in zip(entries, golden_entries, strict=True):
@@ -60,8 +60,9 @@ def run_config(config: Path, out: str | None, golden_dir: Path, dumps: bool = Tr
         if observer is not None:
             observer.finish(result)
         _write_run(layer_dir, result, trace)
-        print(result.report.table())
-        totals.append(result.report.to_dict())
+        reports.append(result.report)
+        if not cfg.is_network:  # a network prints one row per layer at the end instead
+            print(result.report.table())
         if case is None:
             verdicts.append("NO GOLDEN")
             print(f"{layer.name}: no golden case at {gold_dir} (run `convsim golden {config}`)")
@@ -72,8 +73,19 @@ def run_config(config: Path, out: str | None, golden_dir: Path, dumps: bool = Tr
         if not cmp.equal:
             print(cmp.report())
     if cfg.is_network:
-        atomic_write_json(run_dir / "report.json", {"name": cfg.name, "layers": totals})
+        _write_network(cfg, run_dir, reports, verdicts)
     return EXIT_MISMATCH if "FAIL" in verdicts else EXIT_OK
+
+
+def _write_network(cfg: SimConfig, run_dir: Path, reports: list[LayerReport], verdicts: list[str]) -> None:
+    num_pes = cfg.hardware.mac_array.rows * cfg.hardware.mac_array.cols
+    print(f"network {cfg.name}:")
+    print(network_table(reports, verdicts, num_pes))
+    layers: list[dict[str, Any]] = [
+        {**{k: v for k, v in r.to_dict().items() if k != "stages"}, "verdict": v, "report": f"{r.layer}/report.json"}
+        for r, v in zip(reports, verdicts, strict=True)]
+    atomic_write_json(run_dir / "report.json", {"name": cfg.name, "method": cfg.engine.transposed_conv,
+                                                "totals": network_totals(reports, num_pes), "layers": layers})
 
 
 def _write_run(layer_dir: Path, result: SimResult, trace: bool) -> None:
