@@ -20,7 +20,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from simulator.runner import run_config
 
     return run_config(Path(args.config), out=args.out, golden_dir=Path(args.golden_dir), dumps=not args.no_dumps,
-                      trace=args.trace)
+                      trace=args.trace, dump_tiles=args.dump_tiles)
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from simulator.inspector import inspect_dir
+
+    return inspect_dir(Path(args.dir), stage=args.stage, buffer=args.buffer, tile=args.tile, fmt=args.format,
+                       png=Path(args.png) if args.png else None, diff=Path(args.diff) if args.diff else None)
 
 
 def _cmd_golden(args: argparse.Namespace) -> int:
@@ -39,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--golden-dir", default="golden")
     run.add_argument("--no-dumps", action="store_true", help="write no per-stage SRAM dumps")
     run.add_argument("--trace", action="store_true", help="write a Chrome/Perfetto trace.json")
+    run.add_argument("--dump-tiles", type=int, default=None, metavar="N",
+                     help="dump at most the first N tiles of each layer (default: all within the byte budget)")
     run.set_defaults(handler=_cmd_run)
 
     golden = sub.add_parser("golden", help="generate golden vectors with torch")
@@ -46,6 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     golden.add_argument("--golden-dir", default="golden")
     golden.add_argument("--check", action="store_true", help="regenerate in memory and report differences")
     golden.set_defaults(handler=_cmd_golden)
+
+    inspect = sub.add_parser("inspect", help="look at a run's per-stage SRAM dumps (DIR/<layer> for a network)")
+    inspect.add_argument("dir")
+    inspect.add_argument("--stage", default=None)
+    inspect.add_argument("--buffer", default=None)
+    inspect.add_argument("--tile", type=int, default=None, help="tile index (default: the first dumped tile)")
+    inspect.add_argument("--format", choices=("grid", "hex", "stats"), default="grid")
+    inspect.add_argument("--png", default=None, metavar="FILE", help="save a heatmap of the buffer")
+    inspect.add_argument("--diff", default=None, metavar="OTHER_DIR", help="compare with another run's dumps")
+    inspect.set_defaults(handler=_cmd_inspect)
     return parser
 
 
