@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-dumps", action="store_true", help="write no per-stage SRAM dumps")
     run.add_argument("--trace", action="store_true", help="write a Chrome/Perfetto trace.json")
     run.add_argument("--dump-tiles", type=int, default=None, metavar="N",
-                     help="dump at most the first N tiles of each layer (default: all within the byte budget)")
+                     help="dump the first N tiles of each layer (default: tiles in order within 64 MiB per layer)")
     run.set_defaults(handler=_cmd_run)
 
     golden = sub.add_parser("golden", help="generate golden vectors with torch")

@@ -7,8 +7,9 @@ leading N axis of 1, the logical order for weights and bias), the latter always 
 through the region's layout (:func:`simulator.sram.decode_region`). ``index.json`` records every buffer's
 address, layout, bank mapping and the sha256 of both files; the reader checks those checksums on every load.
 
-Bounded cost: tiles are dumped whole, in order, while the estimated dump size stays within ``budget_bytes``
-(and at most ``max_tiles`` tiles); later tiles are listed as skipped in the index. Ignores: SRAM contents outside
+Bounded cost: tiles are dumped whole, in order, while the files written plus the next tile's upper-bound estimate
+stay within ``budget_bytes`` (64 MiB per layer), or, when ``max_tiles`` is given (``--dump-tiles N``), exactly
+the first N tiles; the tiles not dumped are listed in the index. Ignores: SRAM contents outside
 the regions a stage wrote (stale data in other regions is not dumped), and timing (a dump is free in cycles).
 See ``docs/dumps.md`` for the tree, the index fields and the hex format.
 """
@@ -41,7 +42,7 @@ from simulator.tiling import Tile
 
 FORMAT = "convsim-dumps/1"
 STAGE_ORDER = ("load", "swell", "weight_transpose", "mac_array", "writeback")
-DEFAULT_BUDGET_BYTES = 256 * 1024 * 1024  # per layer; see docs/dumps.md for measured figures
+DEFAULT_BUDGET_BYTES = 64 * 1024 * 1024  # per layer; see docs/dumps.md for measured figures
 NPY_HEADER_BYTES = 128
 HEX_HEADER_BYTES = 1024  # upper bound of the comment header
 
@@ -162,9 +163,10 @@ class DumpWriter:
     def _start_tile(self, tile: Tile) -> None:
         self._current = tile.index
         estimate = estimate_tile_bytes(tile, self.word_bytes)
-        within_count = self.max_tiles is None or len(self.dumped) < self.max_tiles
-        within_budget = self.bytes_written + estimate <= self.budget_bytes
-        self._dump_current = within_count and within_budget
+        if self.max_tiles is None:  # default: bounded by bytes
+            self._dump_current = self.bytes_written + estimate <= self.budget_bytes
+        else:  # an explicit count replaces the budget
+            self._dump_current = len(self.dumped) < self.max_tiles
         (self.dumped if self._dump_current else self.skipped_tiles).append(tile.index)
         self.tiles[tile.index] = tile
 
@@ -222,7 +224,8 @@ class DumpWriter:
             "method": result.plan.method,
             "num_tiles": len(result.plan.tiles),
             "tiled": tiled,
-            "policy": {"max_tiles": self.max_tiles, "budget_bytes": self.budget_bytes},
+            "policy": {"max_tiles": self.max_tiles,
+                       "budget_bytes": self.budget_bytes if self.max_tiles is None else None},
             "dumped_tiles": self.dumped,
             "skipped_tiles": self.skipped_tiles,
             "bytes_written": self.bytes_written,

@@ -212,8 +212,16 @@ def test_dump_tiles_cap_and_byte_budget_are_recorded(tmp_path):
     n = len(result.plan.tiles)
     assert dumps.index["dumped_tiles"] == [0, 1] and dumps.index["skipped_tiles"] == list(range(2, n))
     assert sorted(p.name for p in (tmp_path / "a" / "dumps" / "load").iterdir()) == ["tile0000", "tile0001"]
+    assert dumps.index["policy"] == {"max_tiles": 2, "budget_bytes": None}
     dumps, _ = dump_layer(tmp_path / "b", cfg, budget_bytes=1)
     assert dumps.index["dumped_tiles"] == [] and dumps.index["bytes_written"] == 0
+    dumps, _ = dump_layer(tmp_path / "c", cfg, budget_bytes=20_000)
+    ix = dumps.index
+    assert 0 < len(ix["dumped_tiles"]) < n and ix["bytes_written"] <= 20_000
+    assert ix["dumped_tiles"] + ix["skipped_tiles"] == list(range(n))
+    files = [p for p in (tmp_path / "c" / "dumps").rglob("*") if p.is_file() and p.name != "index.json"]
+    on_disk = sum(p.stat().st_size for p in files)
+    assert on_disk == ix["bytes_written"]
 
 
 def test_no_dumps_writes_no_dumps_dir(tmp_path):
