@@ -21,7 +21,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from simulator.runner import run_config
 
     return run_config(Path(args.config), out=args.out, golden_dir=Path(args.golden_dir), dumps=not args.no_dumps,
-                      trace=args.trace)
+                      trace=args.trace, dump_tiles=args.dump_tiles)
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from simulator.inspector import inspect_dir
+
+    return inspect_dir(Path(args.dir), stage=args.stage, buffer=args.buffer, tile=args.tile, fmt=args.format,
+                       png=Path(args.png) if args.png else None, diff=Path(args.diff) if args.diff else None)
 
 
 def _cmd_golden(args: argparse.Namespace) -> int:
@@ -68,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--golden-dir", default="golden")
     run.add_argument("--no-dumps", action="store_true", help="write no per-stage SRAM dumps")
     run.add_argument("--trace", action="store_true", help="write a Chrome/Perfetto trace.json")
+    run.add_argument("--dump-tiles", type=int, default=None, metavar="N",
+                     help="dump the first N tiles of each layer (default: tiles in order within 64 MiB per layer)")
     run.set_defaults(handler=_cmd_run)
 
     golden = sub.add_parser("golden", help="generate golden vectors with torch")
@@ -99,6 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
     torch_.add_argument("--name", default=None, help="config name (default: the callable's name)")
     torch_.add_argument("--out", default=None, help="config file to write (default configs/<name>.yaml)")
     torch_.set_defaults(handler=_cmd_from_torch)
+
+    inspect = sub.add_parser("inspect", help="look at a run's per-stage SRAM dumps (DIR/<layer> for a network)")
+    inspect.add_argument("dir")
+    inspect.add_argument("--stage", default=None)
+    inspect.add_argument("--buffer", default=None)
+    inspect.add_argument("--tile", type=int, default=None, help="tile index (default: the first dumped tile)")
+    inspect.add_argument("--format", choices=("grid", "hex", "stats"), default="grid")
+    inspect.add_argument("--png", default=None, metavar="FILE", help="save a heatmap of the buffer")
+    inspect.add_argument("--diff", default=None, metavar="OTHER_DIR", help="compare with another run's dumps")
+    inspect.set_defaults(handler=_cmd_inspect)
     return parser
 
 

@@ -38,7 +38,8 @@ def _progress(i: int, total: int, what: str) -> None:
         print(f"[{i + 1}/{total}] {what}", file=sys.stderr, flush=True)
 
 
-def run_config(config: Path, out: str | None, golden_dir: Path, dumps: bool = True, trace: bool = False) -> int:
+def run_config(config: Path, out: str | None, golden_dir: Path, dumps: bool = True, trace: bool = False,
+               dump_tiles: int | None = None) -> int:
     cfg = load_config(config)
     run_dir = Path(out) if out else Path("runs") / cfg.name
     verdicts: list[str] = []
@@ -55,7 +56,7 @@ def run_config(config: Path, out: str | None, golden_dir: Path, dumps: bool = Tr
         if dumps:
             from simulator.dump import DumpWriter
 
-            observer = DumpWriter(layer_dir / "dumps", cfg.hardware)
+            observer = DumpWriter(layer_dir / "dumps", cfg.hardware, max_tiles=dump_tiles)
         result = simulate_layer(layer, cfg.hardware, cfg.engine.transposed_conv, tensors, observer)
         if observer is not None:
             observer.finish(result)
