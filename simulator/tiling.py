@@ -239,9 +239,17 @@ class _Allocator:
         self.hw, self.slots = hw, slots
         self.next: dict[tuple[str, int], int] = {}
 
+    def slot_bytes(self, buffer: str) -> int:
+        """Capacity of one slot: with two slots, half the buffer rounded down to whole bank rows, so every slot
+        starts on a bank-row boundary and has the same room (the planner checks slot 0 only)."""
+        cfg = getattr(self.hw.sram, buffer)
+        if self.slots == 1:
+            return cfg.size_bytes
+        row = cfg.bank_width_bytes * cfg.num_banks
+        return cfg.size_bytes // self.slots // row * row
+
     def slot_base(self, buffer: str, slot: int) -> int:
-        size = getattr(self.hw.sram, buffer).size_bytes
-        return slot * (size // self.slots)
+        return slot * self.slot_bytes(buffer)
 
     def alloc(self, name: str, buffer: str, slot: int, shape: tuple[int, ...], dtype: str, layout: str) -> Region:
         cfg = getattr(self.hw.sram, buffer)
@@ -255,11 +263,10 @@ class _Allocator:
     def overflow(self) -> str | None:
         """The first (buffer, slot) whose allocations pass the slot's end, described; None when all fit."""
         for (buffer, slot), end in sorted(self.next.items()):
-            size = getattr(self.hw.sram, buffer).size_bytes
-            limit = self.slot_base(buffer, slot) + size // self.slots
-            if end > limit:
+            room = self.slot_bytes(buffer)
+            if end > self.slot_base(buffer, slot) + room:
                 used = end - self.slot_base(buffer, slot)
-                return f"{buffer} needs {used:,} bytes per tile, has {size // self.slots:,} per slot"
+                return f"{buffer} needs {used:,} bytes per tile, has {room:,} per slot"
         return None
 
 

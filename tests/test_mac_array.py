@@ -1,0 +1,70 @@
+"""MAC array (simulator/stages/mac_array.py): convs computed by hand, int8 widening, groups, the fold model."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulator.config import MacArrayConfig
+from simulator.stages.mac_array import conv_i8_i32, fold_model
+
+X = np.arange(1, 10, dtype=np.int8).reshape(1, 3, 3)  # [[1 2 3] [4 5 6] [7 8 9]]
+W = np.array([[[[1, 2], [3, 4]]]], dtype=np.int8)  # (M=1, C=1, 2, 2)
+
+
+def conv(x, w, groups=1, stride=(1, 1), dilation=(1, 1), in_offset=(0, 0), out_hw=(2, 2), policy="error"):
+    return conv_i8_i32(x, w, groups, stride, dilation, in_offset, out_hw, policy)
+
+
+def test_tiny_conv_by_hand():
+    # out[r, c] = 1*x[r, c] + 2*x[r, c+1] + 3*x[r+1, c] + 4*x[r+1, c+1]
+    out = conv(X, W)
+    assert out.dtype == np.int32
+    np.testing.assert_array_equal(out, [[[1 + 4 + 12 + 20, 2 + 6 + 15 + 24], [4 + 10 + 21 + 32, 5 + 12 + 24 + 36]]])
+
+
+def test_stride_and_implicit_padding_by_hand():
+    # x placed at (1, 1) of a zero canvas (padding 1), 3x3 kernel of ones, stride 2 -> sums of 2x2 corners
+    ones = np.ones((1, 1, 3, 3), dtype=np.int8)
+    out = conv(X, ones, stride=(2, 2), in_offset=(1, 1))
+    np.testing.assert_array_equal(out, [[[1 + 2 + 4 + 5, 2 + 3 + 5 + 6], [4 + 5 + 7 + 8, 5 + 6 + 8 + 9]]])
+
+
+def test_kernel_dilation_by_hand():
+    # dilation 2: the 2x2 kernel reads the four corners of x
+    out = conv(X, W, dilation=(2, 2), out_hw=(1, 1))
+    assert out.tolist() == [[[1 * 1 + 2 * 3 + 3 * 7 + 4 * 9]]]
+
+
+def test_negative_offset_crops():
+    # x placed at (-1, 0): canvas row 0 is x row 1
+    out = conv(X, W, in_offset=(-1, 0), out_hw=(1, 1))
+    assert out.tolist() == [[[1 * 4 + 2 * 5 + 3 * 7 + 4 * 8]]]
+
+
+def test_int8_products_are_widened():
+    # (-128) * (-128) = 16384 leaves int8; four of them, 65536, leave int16
+    x = np.full((4, 1, 1), -128, dtype=np.int8)
+    w = np.full((1, 4, 1, 1), -128, dtype=np.int8)
+    assert conv(x, w, out_hw=(1, 1)).tolist() == [[[65536]]]
+    # and mixed signs: 127 * -128 = -16256 per product
+    assert conv(np.full((4, 1, 1), 127, np.int8), w, out_hw=(1, 1)).tolist() == [[[-65024]]]
+
+
+def test_groups_do_not_mix_channels():
+    # 4 input channels, 2 groups, 2 outputs: out0 = x0 + 2*x1, out1 = 3*x2 + 4*x3 (1x1 kernels)
+    x = np.array([[[1]], [[10]], [[100]], [[-100]]], dtype=np.int8)
+    w = np.array([[[[1]], [[2]]], [[[3]], [[4]]]], dtype=np.int8)  # (M=2, C/g=2, 1, 1)
+    out = conv(x, w, groups=2, out_hw=(1, 1))
+    assert out.tolist() == [[[1 + 20]], [[300 - 400]]]
+
+
+def test_fold_model_by_hand():
+    mac = MacArrayConfig(rows=4, cols=4, dataflow="os")
+    # os: (Sr, Sc, T) = (E=10, N=3, K=9): folds ceil(10/4)*ceil(3/4) = 3, each 9 + 4 + 4 - 2 = 15 cycles
+    assert fold_model(10, 9, 3, mac) == (45, 3)
+    ws = MacArrayConfig(rows=4, cols=4, dataflow="ws")
+    # ws: (Sr, Sc, T) = (K=9, N=3, E=10): 3 folds of 2*4 + 4 + 10 - 2 = 20 cycles
+    assert fold_model(10, 9, 3, ws) == (60, 3)
+    ws_db = MacArrayConfig(rows=4, cols=4, dataflow="ws", weight_double_buffer=True)
+    assert fold_model(10, 9, 3, ws_db) == (4 + 3 * (4 + 4 + 10 - 2), 3)
+    assert fold_model(0, 9, 3, mac) == (0, 0)
