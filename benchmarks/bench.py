@@ -1,0 +1,312 @@
+"""convsim speed and memory benchmark (issue 7): the simulator against torch float64 on the reference layers.
+
+Run from the repository root::
+
+    PYTHONPATH=. python benchmarks/bench.py [--out benchmarks/results.json] [--quick]
+
+For every reference layer and both transposed-conv methods (``swell``, ``phase``) it measures, in this process
+and on the same int8 tensors:
+
+- ``sim``: :func:`simulator.pipeline.simulate_layer` with values and the cycle model on, dumps off (median of
+  ``--repeats`` runs after one warm-up);
+- ``torch_ct``: torch float64 ``conv_transpose2d`` of the layer (tensors converted to float64 beforehand);
+- ``torch_conv``: torch float64 ``conv2d`` over the swelled ifmap (zero insertion + border, built here with numpy)
+  with the flipped, per-group channel-swapped weight: the work the modelled MAC array really does;
+- the simulator's peak RSS over its baseline, measured in a fresh subprocess per (layer, method).
+
+Targets (see docs/performance.md): swell <= 1.5x torch_conv and phase <= 2x torch_ct on layers of >= 1 MMAC;
+the seed cases a few ms; ``convsim run --no-dumps`` on the U-Net layer <= 300 MB peak RSS; ``convsim run`` of
+seed case 1 <= 1.0 s whole process, with torch never imported; time linear in MACs (the scaling series).
+
+The simulator's ofmap is checked bit-exactly against torch on every layer, so a fast wrong engine fails loudly.
+Not a test: nothing here runs under pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from simulator.config import LayerConfig, load_config  # noqa: E402
+from simulator.data import make_tensors  # noqa: E402
+from simulator.pipeline import simulate_layer  # noqa: E402
+
+REFERENCE = [
+    "configs/seed_case1.yaml",
+    "configs/seed_case2.yaml",
+    "configs/dcgan_512_256.yaml",
+    "configs/dcgan_256_128.yaml",
+    "configs/dcgan_128_64.yaml",
+    "configs/unet_up_128_64.yaml",
+    "benchmarks/configs/scale_256_128_64.yaml",  # the large layer (~2.1 GMAC useful, 8.6 GMAC swelled)
+]
+SCALING = [f"benchmarks/configs/scale_256_128_{h}.yaml" for h in (16, 32, 64)]
+METHODS = ("swell", "phase")
+TARGET_SWELL, TARGET_PHASE = 1.5, 2.0  # x torch conv2d over the swelled ifmap / x torch conv_transpose2d
+TARGET_MIN_MACS = 1_000_000
+TARGET_SEED_MS = 5.0
+TARGET_RUN_S = 1.0
+TARGET_RSS_MB = 300.0
+
+
+# ------------------------------------------------------------------------------------------------ measurement
+
+
+def median_ms(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``fn`` in ms, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def swelled_operands(layer: LayerConfig, ifmap: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The swelled ifmap (N, C, H', W') and the conv weight (C_out, C_in/g, kh, kw), built with numpy here.
+
+    Per axis: input i lands at q + i*s, q = d*(k-1) - p (negative: crop), length (H-1)*s + 1 + 2q + op.
+    """
+    n, c, h, w = ifmap.shape
+    size, pos = [], []
+    for axis, extent in enumerate((h, w)):
+        k, s, p, d = (layer.kernel_size[axis], layer.stride[axis], layer.padding[axis], layer.dilation[axis])
+        q = d * (k - 1) - p
+        length = (extent - 1) * s + 1 + 2 * q + layer.output_padding[axis]
+        size.append(length)
+        pos.append(q + np.arange(extent) * s)
+    keep_h = (pos[0] >= 0) & (pos[0] < size[0])
+    keep_w = (pos[1] >= 0) & (pos[1] < size[1])
+    swelled = np.zeros((n, c, size[0], size[1]), dtype=ifmap.dtype)
+    swelled[:, :, pos[0][keep_h][:, None], pos[1][keep_w][None, :]] = ifmap[:, :, keep_h][:, :, :, keep_w]
+    g = layer.groups
+    cin, cout_g, kh, kw = weight.shape
+    # (G*Cin_g, Cout_g, kh, kw) -> (G, Cout_g, Cin_g, kh, kw), flipped -> (C_out, Cin_g, kh, kw)
+    conv_w = weight.reshape(g, cin // g, cout_g, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
+    return swelled, np.ascontiguousarray(conv_w.reshape(g * cout_g, cin // g, kh, kw))
+
+
+def bench_layer(config: str, repeats: int) -> list[dict[str, Any]]:
+    import torch
+    import torch.nn.functional as F
+
+    cfg = load_config(ROOT / config)
+    layer = cfg.layer
+    t = make_tensors(cfg.data, layer)
+    x = torch.from_numpy(t.ifmap.astype(np.float64))
+    w = torch.from_numpy(t.weight.astype(np.float64))
+    xs_np, wc_np = swelled_operands(layer, t.ifmap, t.weight)
+    xs, wc = torch.from_numpy(xs_np.astype(np.float64)), torch.from_numpy(wc_np.astype(np.float64))
+
+    def ct() -> torch.Tensor:
+        return F.conv_transpose2d(x, w, None, layer.stride, layer.padding, layer.output_padding, layer.groups,
+                                  layer.dilation)
+
+    def conv() -> torch.Tensor:
+        return F.conv2d(xs, wc, None, 1, 0, layer.dilation, layer.groups)
+
+    expected = ct().numpy()
+    if not np.array_equal(conv().numpy(), expected):
+        raise SystemExit(f"{config}: torch conv2d over the swelled ifmap differs from conv_transpose2d")
+    expected = expected.astype(np.int64) + t.bias.astype(np.int64)[None, :, None, None]
+    torch_ct_ms = median_ms(ct, repeats)
+    torch_conv_ms = median_ms(conv, repeats)
+    rows = []
+    for method in METHODS:
+        result = simulate_layer(layer, cfg.hardware, method, t)
+        if not np.array_equal(result.ofmap, expected):
+            raise SystemExit(f"{config} ({method}): simulator ofmap is not bit-exact against torch")
+        sim_ms = median_ms(lambda m=method: simulate_layer(layer, cfg.hardware, m, t), repeats)
+        baseline, target = (torch_conv_ms, TARGET_SWELL) if method == "swell" else (torch_ct_ms, TARGET_PHASE)
+        macs = result.report.macs_useful
+        ratio = sim_ms / baseline
+        if macs >= TARGET_MIN_MACS:
+            ok, target_text = ratio <= target, f"<= {target}x"
+        else:
+            ok, target_text = sim_ms <= TARGET_SEED_MS, f"<= {TARGET_SEED_MS:g} ms"
+        rows.append({
+            "config": config, "layer": layer.name, "method": method, "tiles": len(result.plan.tiles),
+            "mmac_useful": macs / 1e6, "mmac_issued": result.report.macs_issued / 1e6,
+            "mmac_swelled_conv": int(np.prod(expected.shape)) * wc_np[0].size / 1e6,
+            "sim_ms": sim_ms, "torch_ct_ms": torch_ct_ms, "torch_conv_ms": torch_conv_ms,
+            "ratio_vs_torch_conv": sim_ms / torch_conv_ms, "ratio_vs_torch_ct": sim_ms / torch_ct_ms,
+            "ratio": ratio, "target": target_text, "ok": bool(ok), "bit_exact": True,
+            "cycles": result.report.cycles,
+        })
+    return rows
+
+
+# Runs the command and reports its wall time and peak RSS. A shim, because Linux folds the RSS high-water mark of
+# the forking process into a child's ru_maxrss at exec: measured from this (large) process, every child would
+# look at least as big as the benchmark itself. The shim is small, so the number is the child's own.
+SHIM = ("import json, resource, subprocess, sys, time; t = time.perf_counter(); rc = subprocess.call(sys.argv[2:]); "
+        "wall = time.perf_counter() - t; rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss; "
+        "open(sys.argv[1], 'w').write(json.dumps([rc, wall, rss]))")
+
+
+def _spawn(argv: list[str]) -> tuple[float, float, str, str]:
+    """Run a child process from the repository root; (wall s, peak RSS MB of the child, stdout, stderr)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with tempfile.TemporaryDirectory() as tmp:
+        stats = Path(tmp) / "stats.json"
+        proc = subprocess.run([sys.executable, "-c", SHIM, str(stats), *argv], cwd=ROOT, env=env,
+                              capture_output=True, text=True, check=False)
+        if not stats.is_file():
+            raise SystemExit(f"{' '.join(argv)}: shim failed:\n{proc.stderr}")
+        rc, wall, rss_kib = json.loads(stats.read_text())
+    if rc not in (0, 1):  # 1 = mismatch against a golden case: still a timing
+        raise SystemExit(f"{' '.join(argv)} exited {rc}:\n{proc.stderr}")
+    return wall, rss_kib / 1024, proc.stdout, proc.stderr  # ru_maxrss is in KiB on Linux
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith(field + ":"))
+    return int(line.split()[1]) / 1024  # kB
+
+
+def child_memory(config: str, method: str) -> None:
+    """(in a fresh subprocess) RSS before, and peak RSS during, one simulate_layer; JSON on stdout."""
+    cfg = load_config(ROOT / config)
+    t = make_tensors(cfg.data, cfg.layer)
+    baseline = _status_mb("VmRSS")
+    try:  # reset the high-water mark so that VmHWM is the simulation's own peak (Linux >= 4.0)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+    simulate_layer(cfg.layer, cfg.hardware, method, t)
+    peak = _status_mb("VmHWM")
+    print(json.dumps({"baseline_rss_mb": baseline, "peak_rss_mb": peak, "delta_rss_mb": max(0.0, peak - baseline)}))
+
+
+def memory(config: str, method: str) -> dict[str, float]:
+    _, _, stdout, _ = _spawn([sys.executable, str(Path(__file__).resolve()), "--child-memory", config, method])
+    return json.loads(stdout)
+
+
+def whole_process(repeats: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        run = [sys.executable, "-m", "simulator", "run"]
+        walls = []
+        for i in range(repeats + 1):
+            wall, _, stdout, _ = _spawn([*run, "configs/seed_case1.yaml", "--no-dumps", "--out", f"{tmp}/s{i}"])
+            walls.append(wall)
+        golden = "no golden case" not in stdout
+        _, rss, _, _ = _spawn([*run, "configs/unet_up_128_64.yaml", "--no-dumps", "--out", f"{tmp}/unet"])
+        _, _, _, imports = _spawn([sys.executable, "-X", "importtime", *run[1:], "configs/seed_case1.yaml",
+                                   "--no-dumps", "--out", f"{tmp}/imp"])
+    modules = {line.rsplit("|", 1)[-1].strip() for line in imports.splitlines() if line.startswith("import time:")}
+    torch_on_run_path = any(m == "torch" or m.startswith("torch.") for m in modules)
+    seed_s = statistics.median(walls[1:])
+    return {
+        "seed_case1_run_s": seed_s, "seed_case1_run_ok": seed_s <= TARGET_RUN_S, "seed_case1_golden_found": golden,
+        "unet_run_peak_rss_mb": rss, "unet_run_rss_ok": rss <= TARGET_RSS_MB,
+        "torch_imported_on_run_path": torch_on_run_path, "modules_imported_on_run_path": len(modules),
+    }
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    cpu = ""
+    try:
+        cpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        pass
+    model = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name")), "")
+    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version(), "numpy": np.__version__,
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "platform": platform.platform()}
+
+
+# ---------------------------------------------------------------------------------------------------- report
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = (f"{'layer':<18} {'method':<6} {'tiles':>5} {'MMAC':>9} {'MMAC sw':>9} {'sim ms':>9} {'ct ms':>9} "
+            f"{'conv ms':>9} {'ratio':>6} {'target':>9} {'ok':>3} {'RSS MB':>7}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        base = "conv" if r["method"] == "swell" else "ct"
+        lines.append(
+            f"{r['layer']:<18} {r['method']:<6} {r['tiles']:>5} {r['mmac_useful']:>9.3f} "
+            f"{r['mmac_swelled_conv']:>9.3f} {r['sim_ms']:>9.2f} {r['torch_ct_ms']:>9.2f} {r['torch_conv_ms']:>9.2f} "
+            f"{r['ratio']:>6.2f} {r['target']:>9} {'yes' if r['ok'] else 'NO':>3} "
+            f"{r.get('delta_rss_mb', float('nan')):>7.1f}  (ratio vs {base})")
+    return "\n".join(lines)
+
+
+def scaling_table(series: list[dict[str, Any]]) -> str:
+    lines = [f"{'layer':<18} {'method':<6} {'MMAC':>9} {'sim ms':>9} {'ms/GMAC':>8} {'x time':>7} {'x MACs':>7}"]
+    prev: dict[str, dict[str, Any]] = {}
+    for r in series:
+        p = prev.get(r["method"])
+        grow_t = f"{r['sim_ms'] / p['sim_ms']:.2f}" if p else "-"
+        grow_m = f"{r['mmac_useful'] / p['mmac_useful']:.2f}" if p else "-"
+        lines.append(f"{r['layer']:<18} {r['method']:<6} {r['mmac_useful']:>9.1f} {r['sim_ms']:>9.1f} "
+                     f"{r['sim_ms'] / r['mmac_useful'] * 1e3:>8.2f} {grow_t:>7} {grow_m:>7}")
+        prev[r["method"]] = r
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument("--quick", action="store_true", help="3 repeats, no 64x64 large layer")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--child-memory", nargs=2, metavar=("CONFIG", "METHOD"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_memory:
+        child_memory(*args.child_memory)
+        return 0
+    repeats = args.repeats or (3 if args.quick else 5)
+    large = "benchmarks/configs/scale_256_128_64.yaml"
+    configs = [c for c in REFERENCE if not (args.quick and c == large)]
+    scaling_configs = [c for c in SCALING if not (args.quick and c == large)]
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for config in dict.fromkeys(configs + scaling_configs):
+        print(f"timing {config} ...", file=sys.stderr, flush=True)
+        rows[config] = bench_layer(config, repeats if "scale_256_128_64" not in config else min(repeats, 3))
+    for config in configs:
+        for r in rows[config]:
+            r.update(memory(config, r["method"]))
+    reference = [r for c in configs for r in rows[c]]
+    series = [r for c in scaling_configs for r in rows[c]]
+    series.sort(key=lambda r: (METHODS.index(r["method"]), r["mmac_useful"]))
+    process = whole_process(repeats)
+    results = {"command": " ".join(["python", "benchmarks/bench.py", *sys.argv[1:]]), "machine": machine(),
+               "repeats": repeats, "reference": reference, "scaling": series, "process": process,
+               "all_targets_met": all(r["ok"] for r in reference) and process["seed_case1_run_ok"]
+               and process["unet_run_rss_ok"] and not process["torch_imported_on_run_path"]}
+    print(table(reference))
+    print()
+    print(scaling_table(series))
+    print()
+    print(f"convsim run seed_case1 --no-dumps, whole process: {process['seed_case1_run_s'] * 1e3:.0f} ms "
+          f"(target <= {TARGET_RUN_S:g} s; torch imported: {process['torch_imported_on_run_path']})")
+    print(f"convsim run unet_up_128_64 --no-dumps, peak RSS: {process['unet_run_peak_rss_mb']:.0f} MB "
+          f"(target <= {TARGET_RSS_MB:g} MB)")
+    print(f"all targets met: {results['all_targets_met']}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
