@@ -25,6 +25,7 @@ Not a test: nothing here runs under pytest.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -186,11 +187,8 @@ def child_memory(config: str, method: str) -> None:
     cfg = load_config(ROOT / config)
     t = make_tensors(cfg.data, cfg.layer)
     baseline = _status_mb("VmRSS")
-    try:  # reset the high-water mark so that VmHWM is the simulation's own peak (Linux >= 4.0)
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the high-water mark: VmHWM is then the simulation's own peak (Linux >= 4.0)
     simulate_layer(cfg.layer, cfg.hardware, method, t)
     peak = _status_mb("VmHWM")
     print(json.dumps({"baseline_rss_mb": baseline, "peak_rss_mb": peak, "delta_rss_mb": max(0.0, peak - baseline)}))
@@ -226,10 +224,8 @@ def machine() -> dict[str, Any]:
     import torch
 
     cpu = ""
-    try:
+    with contextlib.suppress(OSError):
         cpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        pass
     model = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name")), "")
     return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version(), "numpy": np.__version__,
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "platform": platform.platform()}

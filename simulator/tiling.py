@@ -21,6 +21,7 @@ re-loaded, and the DRAM traffic shows it).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -63,6 +64,7 @@ class PhaseAxis:
     out_count: int
 
 
+@functools.lru_cache(maxsize=64)  # pure in (layer, axis), and the tiler asks for every tile it sizes
 def phase_axes(layer: LayerConfig, axis: int) -> tuple[PhaseAxis, ...]:
     """The phases along one axis that have at least one tap (a phase with no tap is bias only).
 
@@ -93,6 +95,7 @@ def phase_axes(layer: LayerConfig, axis: int) -> tuple[PhaseAxis, ...]:
     return tuple(phases)
 
 
+@functools.lru_cache(maxsize=64)
 def phase_pairs(layer: LayerConfig) -> tuple[tuple[PhaseAxis, PhaseAxis], ...]:
     """Every 2-D phase with taps, in the order of the phase sub-kernels in the weight buffer."""
     return tuple((ph, pw) for ph in phase_axes(layer, 0) for pw in phase_axes(layer, 1))

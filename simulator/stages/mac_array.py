@@ -29,7 +29,7 @@ from simulator.fixedpoint import (
     raise_overflow,
     reduction_is_order_free,
 )
-from simulator.geometry import ceil_div, useful_macs
+from simulator.geometry import ceil_div, scatter_map, useful_macs
 from simulator.sram import Sram
 from simulator.stages.common import Dram, LayerContext, StageCost
 from simulator.stages.swell import place_on_canvas
@@ -37,6 +37,8 @@ from simulator.tiling import ConvJob, Tile
 
 Pair = tuple[int, int]
 COLS_BUDGET_ELEMENTS = 1 << 22  # at most ~32 MiB of float64 im2col columns at a time
+F32_EXACT_CHANNELS = 1024  # 1024 * 2**14 = 2**24: float32 sums of this many int8 products are exact
+SHIFTED_MIN_CHANNELS = 8  # below this many channels per group the per-tap GEMMs are too thin: use im2col
 
 # ------------------------------------------------------------------------------------------------- values (pure)
 
@@ -55,6 +57,57 @@ def _columns(canvas: np.ndarray, kernel_hw: Pair, stride: Pair, dilation: Pair, 
     return win.reshape(groups, e_h * e_w, kh * kw * (c // groups))
 
 
+def _canvas_hwc(x: np.ndarray, offset: Pair, canvas_hw: Pair) -> np.ndarray:
+    """(C, H, W) int8 -> a zero (Hc, Wc, C) float32 canvas with x[:, i, j] at offset + (i, j) (negative crops).
+
+    The address pattern of :func:`simulator.stages.swell.place_on_canvas` at stride 1, channels last, so that
+    the operands of one kernel tap for consecutive output pixels are consecutive rows of channel vectors.
+    """
+    c, h, w = x.shape
+    canvas = np.zeros((*canvas_hw, c), dtype=np.float32)
+    rows = scatter_map(0, h, 0, canvas_hw[0], 1, offset[0])
+    cols = scatter_map(0, w, 0, canvas_hw[1], 1, offset[1])
+    if rows.count and cols.count:
+        canvas[rows.first_out:rows.first_out + rows.count, cols.first_out:cols.first_out + cols.count] = \
+            x[:, rows.first_in:rows.first_in + rows.count, cols.first_in:cols.first_in + cols.count].transpose(1, 2, 0)
+    return canvas
+
+
+def _conv_shifted(x: np.ndarray, weight: np.ndarray, groups: int, dilation: Pair, in_offset: Pair,
+                  out_hw: Pair) -> np.ndarray:
+    """Exact int64 sums (M, OH, OW) of a stride-1 conv: one GEMM per (kernel tap, group, channel chunk).
+
+    Shifted GEMM: on the channels-last canvas flattened to (Hc*Wc, C), the operands of tap (u, v) for every
+    output (r, c) are rows ``r*Wc + c + u*dh*Wc + v*dw``: one contiguous (P, C) slice, P = (OH-1)*Wc + OW, that
+    BLAS reads in place (no im2col copy); the outputs at columns c >= OW are computed and dropped.
+    Exact: a float32 GEMM over at most F32_EXACT_CHANNELS channels of int8 x int8 products only ever holds
+    partial sums of products of magnitude <= 2**14, so integers of magnitude <= 2**24 (exactly representable);
+    the float64 accumulator over taps and chunks stays far below 2**53.
+    """
+    m, cg, kh, kw = weight.shape
+    oh, ow = out_hw
+    canvas_hw = (oh + dilation[0] * (kh - 1), ow + dilation[1] * (kw - 1))
+    wc = canvas_hw[1]
+    flat = _canvas_hwc(x, in_offset, canvas_hw).reshape(-1, x.shape[0])
+    mg = m // groups
+    # (M, Cg, kh, kw) -> (kh, kw, Cg, M): per tap a (Cg, M) operand, group g in columns g*Mg:(g+1)*Mg
+    w = np.ascontiguousarray(weight.transpose(2, 3, 1, 0), dtype=np.float32)
+    p = (oh - 1) * wc + ow
+    acc = np.zeros((oh * wc, m), dtype=np.float64)
+    part = np.empty((p, mg), dtype=np.float32)
+    for u in range(kh):
+        for v in range(kw):
+            shift = u * dilation[0] * wc + v * dilation[1]
+            for g in range(groups):
+                for c0 in range(0, cg, F32_EXACT_CHANNELS):
+                    c1 = min(cg, c0 + F32_EXACT_CHANNELS)
+                    np.matmul(flat[shift:shift + p, g * cg + c0:g * cg + c1], w[u, v, c0:c1, g * mg:(g + 1) * mg],
+                              out=part)
+                    acc[:p, g * mg:(g + 1) * mg] += part
+    # (OH*Wc, M) -> (OH, Wc, M) -> drop columns >= OW -> (M, OH, OW)
+    return acc.reshape(oh, wc, m)[:, :ow].transpose(2, 0, 1).astype(np.int64)
+
+
 def conv_i8_i32(x: np.ndarray, weight: np.ndarray, groups: int, stride: Pair, dilation: Pair, in_offset: Pair,
                 out_hw: Pair, policy: OverflowPolicy, origin: tuple[int, ...] = (),
                 scale: tuple[int, ...] = ()) -> np.ndarray:
@@ -67,9 +120,13 @@ def conv_i8_i32(x: np.ndarray, weight: np.ndarray, groups: int, stride: Pair, di
     oh, ow = out_hw
     if min(m, oh, ow) == 0:
         return np.zeros((m, oh, ow), dtype=np.int32)
-    canvas_hw = ((oh - 1) * stride[0] + dilation[0] * (kh - 1) + 1, (ow - 1) * stride[1] + dilation[1] * (kw - 1) + 1)
     k = kh * kw * cg
     in_order = not reduction_is_order_free(k) and policy != "wrap"
+    what = "accumulator of output"
+    if not in_order and stride == (1, 1) and cg >= SHIFTED_MIN_CHANNELS:
+        exact = _conv_shifted(x, weight, groups, dilation, in_offset, out_hw)
+        return narrow_to_int32(exact, policy, what=what, origin=origin, scale=scale)
+    canvas_hw = ((oh - 1) * stride[0] + dilation[0] * (kh - 1) + 1, (ow - 1) * stride[1] + dilation[1] * (kw - 1) + 1)
     dtype = np.int64 if in_order else np.float64
     canvas = place_on_canvas(x, (1, 1), in_offset, canvas_hw, dtype=dtype)
     # (M, Cg, kh, kw) -> (G, Mg, kh, kw, Cg) -> (G, Mg, K): the same K order as the columns
@@ -85,9 +142,10 @@ def conv_i8_i32(x: np.ndarray, weight: np.ndarray, groups: int, stride: Pair, di
         if in_order:
             for g in range(groups):
                 out[g, :, span], overflowed[g, :, span] = ordered_accumulate(w[g], cols[g], policy)
+        elif groups == 1:
+            out[0, :, span] = w[0] @ cols[0].T  # 2-D: numpy's stacked matmul does not use BLAS; exact below 2**53
         else:
             out[:, :, span] = np.matmul(w, cols.transpose(0, 2, 1))  # exact: integers below 2**53
-    what = "accumulator of output"
     raise_overflow(overflowed.reshape(m, oh, ow), out.reshape(m, oh, ow), "running sum of output", origin, scale)
     return narrow_to_int32(out.reshape(m, oh, ow), policy, what=what, origin=origin, scale=scale)
 
