@@ -68,15 +68,21 @@ TARGET_RSS_MB = 300.0
 # ------------------------------------------------------------------------------------------------ measurement
 
 
-def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``fn`` in ms, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def median_ms(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall time in ms of each function, after one warm-up call each.
+
+    The functions are timed in interleaved rounds (a, b, c, a, b, c, ...) so that on a shared machine a burst of
+    load from elsewhere falls on all of them alike, and the ratios stay meaningful.
+    """
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
 
 
 def swelled_operands(layer: LayerConfig, ifmap: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -126,14 +132,18 @@ def bench_layer(config: str, repeats: int) -> list[dict[str, Any]]:
     if not np.array_equal(conv().numpy(), expected):
         raise SystemExit(f"{config}: torch conv2d over the swelled ifmap differs from conv_transpose2d")
     expected = expected.astype(np.int64) + t.bias.astype(np.int64)[None, :, None, None]
-    torch_ct_ms = median_ms(ct, repeats)
-    torch_conv_ms = median_ms(conv, repeats)
-    rows = []
-    for method in METHODS:
-        result = simulate_layer(layer, cfg.hardware, method, t)
+    results = {method: simulate_layer(layer, cfg.hardware, method, t) for method in METHODS}
+    for method, result in results.items():
         if not np.array_equal(result.ofmap, expected):
             raise SystemExit(f"{config} ({method}): simulator ofmap is not bit-exact against torch")
-        sim_ms = median_ms(lambda m=method: simulate_layer(layer, cfg.hardware, m, t), repeats)
+    fns: dict[str, Callable[[], object]] = {"torch_ct": ct, "torch_conv": conv}
+    for method in METHODS:
+        fns[method] = lambda m=method: simulate_layer(layer, cfg.hardware, m, t)
+    ms = median_ms(fns, repeats)
+    torch_ct_ms, torch_conv_ms = ms["torch_ct"], ms["torch_conv"]
+    rows = []
+    for method, result in results.items():
+        sim_ms = ms[method]
         baseline, target = (torch_conv_ms, TARGET_SWELL) if method == "swell" else (torch_ct_ms, TARGET_PHASE)
         macs = result.report.macs_useful
         ratio = sim_ms / baseline

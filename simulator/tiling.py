@@ -327,22 +327,36 @@ def plan_tiles(layer: LayerConfig, hw: HardwareConfig, method: Method) -> TilePl
     cols = hw.mac_array.cols
     whole = sorted({cout_g * g for g in range(1, layer.groups + 1)}, reverse=True)
     aligned = [c for c in range(cout_g - 1, 0, -1) if c % cols == 0]
-    oc_candidates = whole + aligned + [c for c in range(cout_g - 1, 0, -1) if c % cols]
+    others = [c for c in range(cout_g - 1, 0, -1) if c % cols]
 
     def fits(rows: int, oc_per_tile: int) -> str | None:
         for oc, groups in _oc_ranges(layer, oc_per_tile)[:2]:
+            sized: set[tuple[object, ...]] = set()
             for oh in _row_ranges(out_h, rows):
+                in_rows, jobs, staged = _jobs_and_window(layer, method, oh)
+                # every region size of a tile follows from these: a tile like one already sized fits as well
+                shape = (oh[1] - oh[0], in_rows[1] - in_rows[0], staged, tuple(job.out_hw for job in jobs))
+                if shape in sized:
+                    continue
+                sized.add(shape)
                 _, err = _build_tile(layer, hw, method, 0, 0, oh, oc, groups, slots, 0, True)
                 if err:
                     return err
         return None
 
-    first_err = None
-    for oc_per_tile in oc_candidates:
-        err = fits(row_step, oc_per_tile)
-        if err:
-            first_err = first_err or err
+    for segment in (whole, aligned, others):
+        # Every region of a tile only grows with its output channels, so in a descending segment the candidates
+        # that fit are a suffix: binary search for its first element (the one trying them in order would pick).
+        lo, hi = 0, len(segment)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if fits(row_step, segment[mid]) is None:
+                hi = mid
+            else:
+                lo = mid + 1
+        if lo == len(segment):
             continue
+        oc_per_tile = segment[lo]
         lo, hi = 1, ceil_div(out_h, row_step)  # in units of row_step; lo always fits
         while lo < hi:
             mid = (lo + hi + 1) // 2
@@ -352,7 +366,7 @@ def plan_tiles(layer: LayerConfig, hw: HardwareConfig, method: Method) -> TilePl
                 hi = mid - 1
         return _assemble(layer, hw, method, lo * row_step, oc_per_tile, slots, n_img)
     raise ConvsimError(f"hardware.sram cannot hold one tile of layer {layer.name!r} "
-                       f"(one output row, one output channel): {first_err}")
+                       f"(one output row, one output channel): {fits(row_step, whole[0])}")
 
 
 def _assemble(layer: LayerConfig, hw: HardwareConfig, method: Method, rows: int, oc_per_tile: int,
