@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from simulator.config import LayerConfig
 
 
@@ -84,18 +82,22 @@ def useful_taps(layer: LayerConfig, out_lo: int, out_hi: int, axis: int) -> int:
 
     Transposed conv: output ``o`` gets tap ``t`` from input ``i`` when ``o = i*s - p + t*d``.
     Conv2d: output ``o`` reads input ``i = o*s - p + t*d``. Inserted zeros and padding do not count.
+    Closed form per tap: the outputs a tap reaches form an arithmetic progression, intersected with [lo, hi).
     """
     size = layer.input_shape[2 + axis]
     k, s, p, d = layer.kernel_size[axis], layer.stride[axis], layer.padding[axis], layer.dilation[axis]
-    o = np.arange(out_lo, out_hi, dtype=np.int64)[:, None]
-    t = np.arange(k, dtype=np.int64)[None, :]
-    if layer.is_transposed:
-        num = o + p - t * d
-        valid = (num % s == 0) & (num >= 0) & (num < size * s)
-    else:
-        i = o * s - p + t * d
-        valid = (i >= 0) & (i < size)
-    return int(valid.sum())
+    total = 0
+    for t in range(k):
+        if layer.is_transposed:
+            # o = first + i*s for inputs i in [0, size): i in [ceil((lo - first)/s), floor((hi-1 - first)/s)]
+            first = t * d - p
+            i_lo, i_hi = max(0, ceil_div(out_lo - first, s)), min(size - 1, (out_hi - 1 - first) // s)
+        else:
+            # i = o*s - p + t*d in [0, size): o in [ceil((p - t*d)/s), floor((size-1 + p - t*d)/s)]
+            i_lo = max(out_lo, ceil_div(p - t * d, s))
+            i_hi = min(out_hi - 1, (size - 1 + p - t * d) // s)
+        total += max(0, i_hi - i_lo + 1)
+    return total
 
 
 def useful_macs(layer: LayerConfig, oh_lo: int, oh_hi: int, oc_count: int, n_images: int = 1) -> int:

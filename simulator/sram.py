@@ -18,6 +18,7 @@ functions), and address wrap-around (an allocation past the end is an error, nev
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -128,7 +129,7 @@ class Region:
     layout: Layout
     c0: int = 16
 
-    @property
+    @functools.cached_property  # frozen: computed once (the cost model and the tiler ask for it per tile)
     def size_bytes(self) -> int:
         return layout_size_bytes(self.shape, np.dtype(self.dtype), self.layout, self.c0)
 

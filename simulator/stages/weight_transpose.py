@@ -33,8 +33,16 @@ def flip_and_swap(weight: np.ndarray, groups: int) -> np.ndarray:
 def phase_kernel(weight: np.ndarray, groups: int, ph: PhaseAxis, pw: PhaseAxis) -> np.ndarray:
     """The conv weight of one output phase: (C_out, C_in/g, len(ph.taps), len(pw.taps)), zero where a sub-kernel
     tap has no original tap. Taps are already in flipped (increasing input offset) order."""
-    swapped = flip_and_swap(weight, groups)[..., ::-1, ::-1]  # channel swap only, original tap order
-    out = np.zeros((*swapped.shape[:2], len(ph.taps), len(pw.taps)), dtype=weight.dtype)
+    return _phase_from_swapped(_swap(weight, groups), ph, pw)
+
+
+def _swap(weight: np.ndarray, groups: int) -> np.ndarray:
+    """(C_in, C_out/g, kh, kw) -> (C_out, C_in/g, kh, kw): the per-group channel swap alone (original tap order)."""
+    return flip_and_swap(weight, groups)[..., ::-1, ::-1]
+
+
+def _phase_from_swapped(swapped: np.ndarray, ph: PhaseAxis, pw: PhaseAxis) -> np.ndarray:
+    out = np.zeros((*swapped.shape[:2], len(ph.taps), len(pw.taps)), dtype=swapped.dtype)
     rows = [(u, t) for u, t in enumerate(ph.taps) if t is not None]
     cols = [(v, t) for v, t in enumerate(pw.taps) if t is not None]
     for u, t in rows:
@@ -45,10 +53,10 @@ def phase_kernel(weight: np.ndarray, groups: int, ph: PhaseAxis, pw: PhaseAxis) 
 
 def split_phases(weight: np.ndarray, groups: int, pairs: tuple[tuple[PhaseAxis, PhaseAxis], ...]) -> np.ndarray:
     """(C_in, C_out/g, kh, kw) -> (num_phases, C_out, C_in/g, kh', kw'), one sub-kernel per 2-D phase."""
-    kernels = [phase_kernel(weight, groups, ph, pw) for ph, pw in pairs]
-    if not kernels:
+    if not pairs:
         return np.zeros((0, weight.shape[1] * groups, weight.shape[0] // groups, 1, 1), dtype=weight.dtype)
-    return np.stack(kernels)
+    swapped = _swap(weight, groups)  # once for all phases
+    return np.stack([_phase_from_swapped(swapped, ph, pw) for ph, pw in pairs])
 
 
 # -------------------------------------------------------------------------------------------------- cost (pure)
