@@ -73,7 +73,8 @@ def narrow_to_int32(values: np.ndarray, policy: OverflowPolicy, what: str = "val
         return values.astype(np.int32)  # int64 -> int32 cast is two's-complement truncation
     if policy == "saturate":
         return np.clip(values, INT32_MIN, INT32_MAX).astype(np.int32)
-    raise_overflow((values < INT32_MIN) | (values > INT32_MAX), values, what, origin, scale)
+    if values.size and (values.min() < INT32_MIN or values.max() > INT32_MAX):  # two reductions, no mask
+        raise_overflow((values < INT32_MIN) | (values > INT32_MAX), values, what, origin, scale)
     return values.astype(np.int32)
 
 
@@ -99,7 +100,7 @@ def ordered_accumulate(weight_rows: np.ndarray, cols: np.ndarray, policy: Overfl
 def add_bias_int32(psum: np.ndarray, bias: np.ndarray, policy: OverflowPolicy,
                    origin: Coord = (), scale: Coord = ()) -> np.ndarray:
     """Write-back adder: int32 psum (C, H, W) + int32 bias (C,) -> int32, under ``policy``."""
-    wide = psum.astype(np.int64) + bias.astype(np.int64)[:, None, None]
+    wide = np.add(psum, bias[:, None, None], dtype=np.int64)  # widened in the one pass
     return narrow_to_int32(wide, policy, what="output (psum + bias)", origin=origin, scale=scale)
 
 

