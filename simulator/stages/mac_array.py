@@ -38,6 +38,7 @@ from simulator.tiling import ConvJob, Tile
 Pair = tuple[int, int]
 COLS_BUDGET_ELEMENTS = 1 << 22  # at most ~32 MiB of float64 im2col columns at a time
 F32_EXACT_CHANNELS = 1024  # 1024 * 2**14 = 2**24: float32 sums of this many int8 products are exact
+TAPS_GEMM_BUDGET_ELEMENTS = 1 << 23  # largest all-taps float32 product (32 MiB) before going tap by tap
 SHIFTED_MIN_CHANNELS = 8  # below this many channels per group the per-tap GEMMs are too thin: use im2col
 
 # ------------------------------------------------------------------------------------------------- values (pure)
@@ -75,11 +76,14 @@ def _canvas_hwc(x: np.ndarray, offset: Pair, canvas_hw: Pair) -> np.ndarray:
 
 def _conv_shifted(x: np.ndarray, weight: np.ndarray, groups: int, dilation: Pair, in_offset: Pair,
                   out_hw: Pair) -> np.ndarray:
-    """Exact int64 sums (M, OH, OW) of a stride-1 conv: one GEMM per (kernel tap, group, channel chunk).
+    """Exact int64 sums (M, OH, OW) of a stride-1 conv by shifted GEMMs on a channels-last canvas (no im2col).
 
-    Shifted GEMM: on the channels-last canvas flattened to (Hc*Wc, C), the operands of tap (u, v) for every
-    output (r, c) are rows ``r*Wc + c + u*dh*Wc + v*dw``: one contiguous (P, C) slice, P = (OH-1)*Wc + OW, that
-    BLAS reads in place (no im2col copy); the outputs at columns c >= OW are computed and dropped.
+    On the canvas flattened to (Hc*Wc, C), tap (u, v) of output (r, c) reads row ``r*Wc + c + shift(u, v)``,
+    ``shift = u*dh*Wc + v*dw``: the outputs are ``sum over taps of (canvas @ W_tap)[q + shift]`` for q = r*Wc + c
+    < P = (OH-1)*Wc + OW (columns c >= OW are computed and dropped). Per group and channel chunk, one GEMM
+    ``canvas @ [W_tap for every tap]`` (N = taps * M/g: wide enough for BLAS to run near its peak), then one
+    shifted add per tap; when that product would exceed TAPS_GEMM_BUDGET_ELEMENTS, one (P, C) x (C, M/g) GEMM per
+    tap on the shifted canvas slice instead.
     Exact: a float32 GEMM over at most F32_EXACT_CHANNELS channels of int8 x int8 products only ever holds
     partial sums of products of magnitude <= 2**14, so integers of magnitude <= 2**24 (exactly representable);
     the float64 accumulator over taps and chunks stays far below 2**53.
@@ -93,18 +97,26 @@ def _conv_shifted(x: np.ndarray, weight: np.ndarray, groups: int, dilation: Pair
     # (M, Cg, kh, kw) -> (kh, kw, M, Cg): per tap an (M, Cg) operand used transposed, group g in rows g*Mg:(g+1)*Mg
     # (this gather keeps Cg innermost-but-one and runs ~3x faster than producing (kh, kw, Cg, M))
     w = np.ascontiguousarray(weight.transpose(2, 3, 0, 1), dtype=np.float32)
+    shifts = [u * dilation[0] * wc + v * dilation[1] for u in range(kh) for v in range(kw)]
     p = (oh - 1) * wc + ow
     acc = np.zeros((oh * wc, m), dtype=np.float64)
+    all_taps = flat.shape[0] * len(shifts) * mg <= TAPS_GEMM_BUDGET_ELEMENTS
     part = np.empty((p, mg), dtype=np.float32)
-    for u in range(kh):
-        for v in range(kw):
-            shift = u * dilation[0] * wc + v * dilation[1]
-            for g in range(groups):
-                for c0 in range(0, cg, F32_EXACT_CHANNELS):
-                    c1 = min(cg, c0 + F32_EXACT_CHANNELS)
-                    np.matmul(flat[shift:shift + p, g * cg + c0:g * cg + c1], w[u, v, g * mg:(g + 1) * mg, c0:c1].T,
-                              out=part)
-                    acc[:p, g * mg:(g + 1) * mg] += part
+    for g in range(groups):
+        out_cols = slice(g * mg, (g + 1) * mg)
+        for c0 in range(0, cg, F32_EXACT_CHANNELS):
+            c1 = min(cg, c0 + F32_EXACT_CHANNELS)
+            xs = flat[:, g * cg + c0:g * cg + c1]
+            if all_taps:
+                # (Hc*Wc, cc) @ (cc, taps*Mg) -> (Hc*Wc, taps, Mg)
+                taps = w[:, :, out_cols, c0:c1].reshape(len(shifts) * mg, c1 - c0)
+                r = np.matmul(xs, taps.T).reshape(flat.shape[0], len(shifts), mg)
+                for i, shift in enumerate(shifts):
+                    acc[:p, out_cols] += r[shift:shift + p, i]
+            else:
+                for i, shift in enumerate(shifts):
+                    np.matmul(xs[shift:shift + p], w[i // kw, i % kw, out_cols, c0:c1].T, out=part)
+                    acc[:p, out_cols] += part
     # (OH*Wc, M) -> (OH, Wc, M) -> drop columns >= OW -> (M, OH, OW)
     return acc.reshape(oh, wc, m)[:, :ow].transpose(2, 0, 1).astype(np.int64)
 
