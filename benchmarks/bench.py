@@ -282,6 +282,7 @@ def main() -> int:
         child_memory(*args.child_memory)
         return 0
     repeats = args.repeats or (3 if args.quick else 5)
+    load_before = os.getloadavg()
     large = "benchmarks/configs/scale_256_128_64.yaml"
     configs = [c for c in REFERENCE if not (args.quick and c == large)]
     scaling_configs = [c for c in SCALING if not (args.quick and c == large)]
@@ -297,7 +298,8 @@ def main() -> int:
     series.sort(key=lambda r: (METHODS.index(r["method"]), r["mmac_useful"]))
     process = whole_process(repeats)
     results = {"command": " ".join(["python", "benchmarks/bench.py", *sys.argv[1:]]), "machine": machine(),
-               "repeats": repeats, "reference": reference, "scaling": series, "process": process,
+               "repeats": repeats, "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+               "reference": reference, "scaling": series, "process": process,
                "all_targets_met": all(r["ok"] for r in reference) and process["seed_case1_run_ok"]
                and process["unet_run_rss_ok"] and not process["torch_imported_on_run_path"]}
     print(table(reference))
@@ -308,7 +310,8 @@ def main() -> int:
           f"(target <= {TARGET_RUN_S:g} s; torch imported: {process['torch_imported_on_run_path']})")
     print(f"convsim run unet_up_128_64 --no-dumps, peak RSS: {process['unet_run_peak_rss_mb']:.0f} MB "
           f"(target <= {TARGET_RSS_MB:g} MB)")
-    print(f"all targets met: {results['all_targets_met']}")
+    print(f"load average before/after (1 min): {load_before[0]:.2f} / {results['loadavg_after'][0]:.2f} on "
+          f"{os.cpu_count()} CPUs; all targets met: {results['all_targets_met']}")
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     return 0
