@@ -63,12 +63,14 @@ def raise_overflow(mask: np.ndarray, values: np.ndarray, what: str, origin: Coor
 
 def narrow_to_int32(values: np.ndarray, policy: OverflowPolicy, what: str = "value",
                     origin: Coord = (), scale: Coord = ()) -> np.ndarray:
-    """Reduce exact int64 values to int32 under ``policy``.
+    """Reduce exact integer values (int64, or floats holding exact integers) to int32 under ``policy``.
 
     ``origin`` and ``scale`` map an index of ``values`` to whole-tensor coordinates for the ``error`` message
     (global = origin + index * scale; an extra leading origin entry, e.g. the image n, is passed through).
     """
-    values = np.asarray(values, dtype=np.int64)
+    values = np.asarray(values)
+    if policy != "error" or values.dtype.kind != "f":  # floats of exact integers (BLAS sums) are checked as they are
+        values = values.astype(np.int64, copy=False)
     if policy == "wrap":
         return values.astype(np.int32)  # int64 -> int32 cast is two's-complement truncation
     if policy == "saturate":

@@ -29,7 +29,7 @@ from simulator.fixedpoint import (
     raise_overflow,
     reduction_is_order_free,
 )
-from simulator.geometry import ceil_div, scatter_map, useful_macs
+from simulator.geometry import ceil_div, useful_macs
 from simulator.sram import Sram
 from simulator.stages.common import Dram, LayerContext, StageCost
 from simulator.stages.swell import place_on_canvas
@@ -38,7 +38,7 @@ from simulator.tiling import ConvJob, Tile
 Pair = tuple[int, int]
 COLS_BUDGET_ELEMENTS = 1 << 22  # at most ~32 MiB of float64 im2col columns at a time
 F32_EXACT_CHANNELS = 1024  # 1024 * 2**14 = 2**24: float32 sums of this many int8 products are exact
-TAPS_GEMM_BUDGET_ELEMENTS = 1 << 23  # largest all-taps float32 product (32 MiB) before going tap by tap
+TAPS_GEMM_BUDGET_ELEMENTS = 1 << 23  # largest float32 product of one band GEMM (32 MiB) before row chunks
 SHIFTED_MIN_CHANNELS = 8  # below this many channels per group the per-tap GEMMs are too thin: use im2col
 
 # ------------------------------------------------------------------------------------------------- values (pure)
@@ -58,67 +58,92 @@ def _columns(canvas: np.ndarray, kernel_hw: Pair, stride: Pair, dilation: Pair, 
     return win.reshape(groups, e_h * e_w, kh * kw * (c // groups))
 
 
-def _canvas_hwc(x: np.ndarray, offset: Pair, canvas_hw: Pair) -> np.ndarray:
-    """(C, H, W) int8 -> a zero (Hc, Wc, C) float32 canvas with x[:, i, j] at offset + (i, j) (negative crops).
+ConvSpec = tuple[np.ndarray, Pair, Pair, Pair]  # (weight (M, C/g, kh, kw) int8, dilation, in_offset, out_hw)
 
-    The address pattern of :func:`simulator.stages.swell.place_on_canvas` at stride 1, channels last, so that
-    the operands of one kernel tap for consecutive output pixels are consecutive rows of channel vectors.
+
+def _conv_row_gemms(x: np.ndarray, specs: list[ConvSpec], groups: int) -> list[np.ndarray]:
+    """Exact sums of stride-1 convs of one staged input, by GEMMs per kernel row (no canvas, no im2col).
+
+    x (C, H, W) int8 is placed at ``in_offset`` of each job's zero canvas, so output (r, c) of kernel tap (u, v)
+    reads ``x[r + su, c + sv]`` with ``(su, sv) = (u*dh, v*dw) - in_offset`` (zero outside x). For kernel row u
+    the input rows read are one contiguous band ``[r0 + su, r1 + su)``: one GEMM ``band (rows*W, C) @ [W_uv for
+    every v] (C, kw*M/g)`` gives every product of that row of taps, and one 2-D shifted add per tap (cropped to the
+    columns inside x) accumulates it. Kernel rows of several jobs that read the same band (the phase jobs of one
+    tile) share one GEMM. The GEMMs cover only the input rows the outputs read (no halo rows, no padding zeros):
+    the work is that of the outputs. Bands whose product would exceed TAPS_GEMM_BUDGET_ELEMENTS run in row chunks.
+    Exact: float32 GEMMs over at most F32_EXACT_CHANNELS channels of int8 x int8 products hold integers of
+    magnitude <= 2**24; a job's accumulator is float32 when its whole reduction (kh*kw*C/g products) is that
+    short, float64 (exact below 2**53) otherwise.
+    Returns one float array (M, OH, OW) of exact integers per spec, each a transposed view of channels-last memory.
     """
-    c, h, w = x.shape
-    canvas = np.zeros((*canvas_hw, c), dtype=np.float32)
-    rows = scatter_map(0, h, 0, canvas_hw[0], 1, offset[0])
-    cols = scatter_map(0, w, 0, canvas_hw[1], 1, offset[1])
-    if rows.count and cols.count:
-        canvas[rows.first_out:rows.first_out + rows.count, cols.first_out:cols.first_out + cols.count] = \
-            x[:, rows.first_in:rows.first_in + rows.count, cols.first_in:cols.first_in + cols.count].transpose(1, 2, 0)
-    return canvas
+    c, h, w_in = x.shape
+    cg = c // groups
+    flat = np.ascontiguousarray(x.transpose(1, 2, 0), dtype=np.float32).reshape(h * w_in, c)  # (H*W, C)
+    accs: list[np.ndarray | None] = []
+    weights: list[np.ndarray] = []
+    bands: dict[Pair, list[tuple[int, int, int]]] = {}  # input rows -> (spec, kernel row, first output row)
+    for j, (weight, dilation, in_offset, out_hw) in enumerate(specs):
+        m, _, kh, kw = weight.shape
+        accs.append(None)  # allocated at the first contribution (taken over when that covers the whole output)
+        # (M, Cg, kh, kw) -> (kh, G, kw, Mg, Cg): per kernel row and group an (kw*Mg, Cg) operand, used transposed
+        weights.append(np.ascontiguousarray(
+            weight.reshape(groups, m // groups, cg, kh, kw).transpose(3, 0, 4, 1, 2), dtype=np.float32))
+        for u in range(kh):
+            su = u * dilation[0] - in_offset[0]
+            r0, r1 = max(0, -su), min(out_hw[0], h - su)
+            if r1 > r0 and out_hw[1] > 0:
+                bands.setdefault((r0 + su, r1 + su), []).append((j, u, r0))
+    dtypes = [np.float32 if w.shape[0] * w.shape[2] * cg <= F32_EXACT_CHANNELS else np.float64 for w in weights]
+    for (lo, hi), items in bands.items():
+        n_total = sum(weights[j].shape[2] * weights[j].shape[3] for j, _, _ in items)
+        step = max(1, TAPS_GEMM_BUDGET_ELEMENTS // max(1, w_in * n_total))
+        for g in range(groups):
+            for c0 in range(0, cg, F32_EXACT_CHANNELS):
+                c1 = min(cg, c0 + F32_EXACT_CHANNELS)
+                operands = [weights[j][u, g].reshape(-1, cg)[:, c0:c1] for j, u, _ in items]
+                taps = operands[0] if len(operands) == 1 else np.concatenate(operands)
+                for b0 in range(lo, hi, step):
+                    b1 = min(hi, b0 + step)
+                    xs = flat[b0 * w_in:b1 * w_in, g * cg + c0:g * cg + c1]
+                    prod = np.matmul(xs, taps.T).reshape(b1 - b0, w_in, -1)  # a fresh array per GEMM
+                    n0 = 0
+                    for j, _, r0 in items:
+                        _, dilation, in_offset, out_hw = specs[j]
+                        kw, mg = weights[j].shape[2:4]
+                        rows = slice(r0 + b0 - lo, r0 + b1 - lo)
+                        for v in range(kw):
+                            sv = v * dilation[1] - in_offset[1]
+                            q0, q1 = max(0, -sv), min(out_hw[1], w_in - sv)
+                            if q1 <= q0:
+                                continue
+                            part = prod[:, q0 + sv:q1 + sv, n0 + v * mg:n0 + (v + 1) * mg]
+                            acc = accs[j]
+                            if acc is None and groups == 1 and part.shape[:2] == out_hw:
+                                # the whole output at once: keep the product (float32 columns of this job alone)
+                                accs[j] = part if dtypes[j] == np.float32 else part.astype(np.float64)
+                                continue
+                            if acc is None:
+                                acc = accs[j] = np.zeros((*out_hw, mg * groups), dtype=dtypes[j])
+                            acc[rows, q0:q1, g * mg:(g + 1) * mg] += part
+                        n0 += kw * mg
+    out = []
+    for (weight, _, _, out_hw), acc, dtype in zip(specs, accs, dtypes, strict=True):
+        if acc is None:  # no tap reads the input: all zeros
+            acc = np.zeros((*out_hw, weight.shape[0]), dtype=dtype)
+        out.append(acc.transpose(2, 0, 1))  # (OH, OW, M) -> (M, OH, OW): channels-last memory, as NHWC stores it
+    return out
 
 
 def _conv_shifted(x: np.ndarray, weight: np.ndarray, groups: int, dilation: Pair, in_offset: Pair,
                   out_hw: Pair) -> np.ndarray:
-    """Exact int64 sums (M, OH, OW) of a stride-1 conv by shifted GEMMs on a channels-last canvas (no im2col).
+    """Exact sums (M, OH, OW) of one stride-1 conv, float (see :func:`_conv_row_gemms`)."""
+    return _conv_row_gemms(x, [(weight, dilation, in_offset, out_hw)], groups)[0]
 
-    On the canvas flattened to (Hc*Wc, C), tap (u, v) of output (r, c) reads row ``r*Wc + c + shift(u, v)``,
-    ``shift = u*dh*Wc + v*dw``: the outputs are ``sum over taps of (canvas @ W_tap)[q + shift]`` for q = r*Wc + c
-    < P = (OH-1)*Wc + OW (columns c >= OW are computed and dropped). Per group and channel chunk, one GEMM
-    ``canvas @ [W_tap for every tap]`` (N = taps * M/g: wide enough for BLAS to run near its peak), then one
-    shifted add per tap; when that product would exceed TAPS_GEMM_BUDGET_ELEMENTS, one (P, C) x (C, M/g) GEMM per
-    tap on the shifted canvas slice instead.
-    Exact: a float32 GEMM over at most F32_EXACT_CHANNELS channels of int8 x int8 products only ever holds
-    partial sums of products of magnitude <= 2**14, so integers of magnitude <= 2**24 (exactly representable);
-    the float64 accumulator over taps and chunks stays far below 2**53.
-    """
-    m, cg, kh, kw = weight.shape
-    oh, ow = out_hw
-    canvas_hw = (oh + dilation[0] * (kh - 1), ow + dilation[1] * (kw - 1))
-    wc = canvas_hw[1]
-    flat = _canvas_hwc(x, in_offset, canvas_hw).reshape(-1, x.shape[0])
-    mg = m // groups
-    # (M, Cg, kh, kw) -> (kh, kw, M, Cg): per tap an (M, Cg) operand used transposed, group g in rows g*Mg:(g+1)*Mg
-    # (this gather keeps Cg innermost-but-one and runs ~3x faster than producing (kh, kw, Cg, M))
-    w = np.ascontiguousarray(weight.transpose(2, 3, 0, 1), dtype=np.float32)
-    shifts = [u * dilation[0] * wc + v * dilation[1] for u in range(kh) for v in range(kw)]
-    p = (oh - 1) * wc + ow
-    acc = np.zeros((oh * wc, m), dtype=np.float64)
-    all_taps = flat.shape[0] * len(shifts) * mg <= TAPS_GEMM_BUDGET_ELEMENTS
-    part = np.empty((p, mg), dtype=np.float32)
-    for g in range(groups):
-        out_cols = slice(g * mg, (g + 1) * mg)
-        for c0 in range(0, cg, F32_EXACT_CHANNELS):
-            c1 = min(cg, c0 + F32_EXACT_CHANNELS)
-            xs = flat[:, g * cg + c0:g * cg + c1]
-            if all_taps:
-                # (Hc*Wc, cc) @ (cc, taps*Mg) -> (Hc*Wc, taps, Mg)
-                taps = w[:, :, out_cols, c0:c1].reshape(len(shifts) * mg, c1 - c0)
-                r = np.matmul(xs, taps.T).reshape(flat.shape[0], len(shifts), mg)
-                for i, shift in enumerate(shifts):
-                    acc[:p, out_cols] += r[shift:shift + p, i]
-            else:
-                for i, shift in enumerate(shifts):
-                    np.matmul(xs[shift:shift + p], w[i // kw, i % kw, out_cols, c0:c1].T, out=part)
-                    acc[:p, out_cols] += part
-    # (OH*Wc, M) -> (OH, Wc, M) -> drop columns >= OW -> (M, OH, OW)
-    return acc.reshape(oh, wc, m)[:, :ow].transpose(2, 0, 1).astype(np.int64)
+
+def _row_gemm_ok(k: int, stride: Pair, cg: int, policy: OverflowPolicy) -> bool:
+    """The row-GEMM path applies: stride 1, enough channels for BLAS, and no in-order overflow scan needed."""
+    in_order = not reduction_is_order_free(k) and policy != "wrap"
+    return not in_order and stride == (1, 1) and cg >= SHIFTED_MIN_CHANNELS
 
 
 def conv_i8_i32(x: np.ndarray, weight: np.ndarray, groups: int, stride: Pair, dilation: Pair, in_offset: Pair,
@@ -136,7 +161,7 @@ def conv_i8_i32(x: np.ndarray, weight: np.ndarray, groups: int, stride: Pair, di
     k = kh * kw * cg
     in_order = not reduction_is_order_free(k) and policy != "wrap"
     what = "accumulator of output"
-    if not in_order and stride == (1, 1) and cg >= SHIFTED_MIN_CHANNELS:
+    if _row_gemm_ok(k, stride, cg, policy):
         exact = _conv_shifted(x, weight, groups, dilation, in_offset, out_hw)
         return narrow_to_int32(exact, policy, what=what, origin=origin, scale=scale)
     canvas_hw = ((oh - 1) * stride[0] + dilation[0] * (kh - 1) + 1, (ow - 1) * stride[1] + dilation[1] * (kw - 1) + 1)
@@ -223,9 +248,19 @@ def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
     x = sram.read(tile.region(_staged(ctx, tile)))
     weights = sram.read(tile.region(_weight(ctx)))
     policy = ctx.hw.accumulator.on_overflow
-    for job in tile.jobs:
-        w = weights[job.weight_index] if ctx.plan.method == "phase" else weights
+    groups = tile.num_groups
+    job_weights = [weights[job.weight_index] if ctx.plan.method == "phase" else weights for job in tile.jobs]
+    fused = all(_row_gemm_ok(w.shape[1] * w.shape[2] * w.shape[3], job.stride, w.shape[1], policy)
+                and min(w.shape[0], *job.out_hw) > 0 for job, w in zip(tile.jobs, job_weights, strict=True))
+    if fused:  # every job of the tile reads the same staged input: one pass of shared band GEMMs
+        exact = _conv_row_gemms(x, [(w, job.dilation, job.in_offset, job.out_hw)
+                                    for job, w in zip(tile.jobs, job_weights, strict=True)], groups)
+    for i, (job, w) in enumerate(zip(tile.jobs, job_weights, strict=True)):
         origin = (tile.n, tile.oc[0], tile.oh[0] + job.out_start[0], job.out_start[1])
-        psum = conv_i8_i32(x, w, tile.num_groups, job.stride, job.dilation, job.in_offset, job.out_hw, policy,
-                           origin=origin, scale=(1, 1, *job.out_step))
+        scale = (1, 1, *job.out_step)
+        if fused:
+            psum = narrow_to_int32(exact[i], policy, what="accumulator of output", origin=origin, scale=scale)
+        else:
+            psum = conv_i8_i32(x, w, groups, job.stride, job.dilation, job.in_offset, job.out_hw, policy,
+                               origin=origin, scale=scale)
         sram.write(tile.region(job.psum_region), psum)
