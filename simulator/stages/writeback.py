@@ -59,15 +59,16 @@ def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
     region = tile.region("ofmap")
     origin = (tile.n, tile.oc[0], tile.oh[0], 0)
     if ctx.plan.method == "phase":
-        # outputs of phases with no kernel tap are bias alone
-        out = np.broadcast_to(bias[:, None, None], region.shape).astype(np.int32)
+        # interleave the phase psums into one int32 tile (channels-last memory, as NHWC stores it), then one bias
+        # add and one narrowing over the tile (overflow reported at the first output in NCHW order); outputs of
+        # phases with no kernel tap are bias alone
+        c, h, w = region.shape
+        psum = np.empty((h, w, c), dtype=np.int32).transpose(2, 0, 1)
+        if sum(job.out_hw[0] * job.out_hw[1] for job in tile.jobs) != h * w:
+            psum[...] = 0
         for job in tile.jobs:
-            part = sram.read(tile.region(job.psum_region))
-            r0, c0 = job.out_start
-            sr, sc = job.out_step
-            interleave(out, add_bias_int32(part, bias, policy, origin=(tile.n, tile.oc[0], tile.oh[0] + r0, c0),
-                                           scale=(1, 1, sr, sc)), job)
+            interleave(psum, sram.read(tile.region(job.psum_region)), job)
     else:
-        out = add_bias_int32(sram.read(tile.region("psum")), bias, policy, origin=origin)
-    sram.write(region, out)
+        psum = sram.read(tile.region("psum"))
+    sram.write(region, add_bias_int32(psum, bias, policy, origin=origin))
     dram.ofmap[tile.n, tile.oc[0]:tile.oc[1], tile.oh[0]:tile.oh[1], :] = sram.read(region)
