@@ -241,26 +241,31 @@ def _jobs_and_window(layer: LayerConfig, method: Method, oh: Range) -> Window:
 class _Allocator:
     """Bump allocator inside one slot of one buffer; every region starts on a bank-row boundary."""
 
-    def __init__(self, hw: HardwareConfig, slots: int) -> None:
+    def __init__(self, hw: HardwareConfig, slots: int, geometry: dict[str, tuple[int, int]] | None = None) -> None:
         self.hw, self.slots = hw, slots
         self.next: dict[tuple[str, int], int] = {}
+        # buffer -> (bank-row bytes, slot bytes); shareable by every tile of one plan (same hw, same slots)
+        self._geometry = {} if geometry is None else geometry
+
+    def geometry(self, buffer: str) -> tuple[int, int]:
+        """(bank-row bytes, capacity of one slot): with two slots, half the buffer rounded down to whole bank rows,
+        so every slot starts on a bank-row boundary and has the same room (the planner checks slot 0 only)."""
+        if buffer not in self._geometry:
+            cfg = getattr(self.hw.sram, buffer)
+            row = cfg.bank_width_bytes * cfg.num_banks
+            room = cfg.size_bytes if self.slots == 1 else cfg.size_bytes // self.slots // row * row
+            self._geometry[buffer] = (row, room)
+        return self._geometry[buffer]
 
     def slot_bytes(self, buffer: str) -> int:
-        """Capacity of one slot: with two slots, half the buffer rounded down to whole bank rows, so every slot
-        starts on a bank-row boundary and has the same room (the planner checks slot 0 only)."""
-        cfg = getattr(self.hw.sram, buffer)
-        if self.slots == 1:
-            return cfg.size_bytes
-        row = cfg.bank_width_bytes * cfg.num_banks
-        return cfg.size_bytes // self.slots // row * row
+        return self.geometry(buffer)[1]
 
     def slot_base(self, buffer: str, slot: int) -> int:
-        return slot * self.slot_bytes(buffer)
+        return slot * self.geometry(buffer)[1]
 
     def alloc(self, name: str, buffer: str, slot: int, shape: tuple[int, ...], dtype: str, layout: str) -> Region:
-        cfg = getattr(self.hw.sram, buffer)
-        row = cfg.bank_width_bytes * cfg.num_banks
-        base = self.next.get((buffer, slot), self.slot_base(buffer, slot))
+        row, room = self.geometry(buffer)
+        base = self.next.get((buffer, slot), slot * room)
         base = ceil_div(base, row) * row
         region = Region(name, buffer, base, shape, dtype, layout, self.hw.layout.c0)  # type: ignore[arg-type]
         self.next[(buffer, slot)] = region.end_addr
@@ -278,7 +283,8 @@ class _Allocator:
 
 def _build_tile(layer: LayerConfig, hw: HardwareConfig, method: Method, index: int, n: int, oh: Range,
                 oc: Range, groups: Range, slots: int, weight_slot: int, load_weight: bool,
-                window: Window | None = None) -> tuple[Tile, str | None]:
+                window: Window | None = None,
+                geometry: dict[str, tuple[int, int]] | None = None) -> tuple[Tile, str | None]:
     act = hw.layout.activation
     w_in = layer.input_shape[3]
     kh, kw = layer.kernel_size
@@ -288,7 +294,7 @@ def _build_tile(layer: LayerConfig, hw: HardwareConfig, method: Method, index: i
     ic_n, oc_n = ic[1] - ic[0], oc[1] - oc[0]
     in_rows, jobs, staged = window or _jobs_and_window(layer, method, oh)
     slot = index % slots
-    a = _Allocator(hw, slots)
+    a = _Allocator(hw, slots, geometry)
     regions = [a.alloc("ifmap", "ifmap", slot, (ic_n, in_rows[1] - in_rows[0], w_in), "int8", act)]
     if method == "swell":
         regions.append(a.alloc("ifmap_swelled", "ifmap", slot, (ic_n, *staged), "int8", act))
@@ -326,6 +332,7 @@ def plan_tiles(layer: LayerConfig, hw: HardwareConfig, method: Method) -> TilePl
     n_img = layer.input_shape[0]
     out_h = layer.output_hw[0]
     cout_g = layer.out_channels // layer.groups
+    geometry: dict[int, dict[str, tuple[int, int]]] = {slots: {}}  # buffer geometry, shared by every tile
     row_step = layer.stride[0] if method == "phase" else 1
     # whole groups first, then within-group tiles that fill the array's columns, then any other width
     cols = hw.mac_array.cols
@@ -350,7 +357,8 @@ def plan_tiles(layer: LayerConfig, hw: HardwareConfig, method: Method) -> TilePl
                 if shape in sized:
                     continue
                 sized.add(shape)
-                _, err = _build_tile(layer, hw, method, 0, 0, oh, oc, groups, slots, 0, True, window(oh))
+                _, err = _build_tile(layer, hw, method, 0, 0, oh, oc, groups, slots, 0, True, window(oh),
+                                     geometry[slots])
                 if err:
                     return err
         return None
@@ -375,20 +383,21 @@ def plan_tiles(layer: LayerConfig, hw: HardwareConfig, method: Method) -> TilePl
                 lo = mid
             else:
                 hi = mid - 1
-        return _assemble(layer, hw, method, lo * row_step, oc_per_tile, slots, n_img, window)
+        return _assemble(layer, hw, method, lo * row_step, oc_per_tile, slots, n_img, window, geometry[slots])
     raise ConvsimError(f"hardware.sram cannot hold one tile of layer {layer.name!r} "
                        f"(one output row, one output channel): {fits(row_step, whole[0])}")
 
 
 def _assemble(layer: LayerConfig, hw: HardwareConfig, method: Method, rows: int, oc_per_tile: int,
-              slots: int, n_img: int, window: Callable[[Range], Window]) -> TilePlan:
+              slots: int, n_img: int, window: Callable[[Range], Window],
+              geometry: dict[str, tuple[int, int]]) -> TilePlan:
     tiles: list[Tile] = []
     for oc_index, (oc, groups) in enumerate(_oc_ranges(layer, oc_per_tile)):
         first = True
         for n in range(n_img):
             for oh in _row_ranges(layer.output_hw[0], rows):
                 tile, _ = _build_tile(layer, hw, method, len(tiles), n, oh, oc, groups, slots,
-                                      oc_index % slots, first, window(oh))
+                                      oc_index % slots, first, window(oh), geometry)
                 first = False
                 tiles.append(tile)
     return TilePlan(method, rows, oc_per_tile, tuple(tiles), peak_occupancy(tiles, slots))
