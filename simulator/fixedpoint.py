@@ -80,6 +80,14 @@ def narrow_to_int32(values: np.ndarray, policy: OverflowPolicy, what: str = "val
     return values.astype(np.int32)
 
 
+def exact_sum_to_int32(values: np.ndarray) -> np.ndarray:
+    """int32 of exact sums of fewer than SAFE_REDUCTION int8 products (int64, or floats holding exact integers).
+
+    Such a sum lies in int32 whatever the policy, so nothing is checked, clamped or wrapped: the cast is exact.
+    """
+    return np.asarray(values).astype(np.int32)
+
+
 def ordered_accumulate(weight_rows: np.ndarray, cols: np.ndarray, policy: OverflowPolicy) -> tuple[
         np.ndarray, np.ndarray]:
     """In-order int32 accumulation of ``weight_rows @ cols.T`` for one group: the slow, exact path.

@@ -103,6 +103,12 @@ def phase_pairs(layer: LayerConfig) -> tuple[tuple[PhaseAxis, PhaseAxis], ...]:
     return tuple((ph, pw) for ph in phase_axes(layer, 0) for pw in phase_axes(layer, 1))
 
 
+@functools.lru_cache(maxsize=64)
+def _phase_index(layer: LayerConfig) -> dict[Pair, int]:
+    """(phase_h, phase_w) -> index of its sub-kernel in the weight buffer."""
+    return {(a.phase, b.phase): i for i, (a, b) in enumerate(phase_pairs(layer))}
+
+
 # ---------------------------------------------------------------------------------------------------------- tiles
 
 
@@ -215,6 +221,22 @@ def _jobs_and_window(layer: LayerConfig, method: Method, oh: Range) -> Window:
         return window, (job,), staged
     # phase: rows of phase a are m in [oh0/s, ...); oh0 is a multiple of s_h
     sh = layer.stride[0]
+    window, jobs = _phase_rows(layer, oh)
+    index = _phase_index(layer)
+    out_jobs = []
+    axes_w = phase_axes(layer, 1)
+    for (ph, m0, m1, first), pw in ((j, pw) for j in jobs for pw in axes_w):
+        out_jobs.append(ConvJob(
+            f"p{ph.phase}_{pw.phase}", (len(ph.taps), len(pw.taps)), (1, 1), (ph.dilation, pw.dilation),
+            (window[0] - first, -pw.offset), (m1 - m0, pw.out_count),
+            (m0 * sh + ph.phase - oh[0], pw.phase), layer.stride, (ph, pw), index[(ph.phase, pw.phase)]))
+    return window, tuple(out_jobs), (0, 0)
+
+
+def _phase_rows(layer: LayerConfig, oh: Range) -> tuple[Range, list[tuple[PhaseAxis, int, int, int]]]:
+    """Phase method, output rows ``oh``: the input rows to load, and per row phase with outputs in ``oh`` its
+    (phase, first and end phase row m0, m1, first input row read)."""
+    sh = layer.stride[0]
     h_in = layer.input_shape[2]
     jobs, lo, hi = [], h_in, 0
     for ph in phase_axes(layer, 0):
@@ -226,16 +248,14 @@ def _jobs_and_window(layer: LayerConfig, method: Method, oh: Range) -> Window:
         last = m1 - 1 + ph.offset + (len(ph.taps) - 1) * ph.dilation
         lo, hi = min(lo, max(0, first)), max(hi, min(h_in, last + 1))
         jobs.append((ph, m0, m1, first))
-    window = (lo, hi) if hi > lo else (0, 0)
-    index = {(a.phase, b.phase): i for i, (a, b) in enumerate(phase_pairs(layer))}
-    out_jobs = []
-    axes_w = phase_axes(layer, 1)
-    for (ph, m0, m1, first), pw in ((j, pw) for j in jobs for pw in axes_w):
-        out_jobs.append(ConvJob(
-            f"p{ph.phase}_{pw.phase}", (len(ph.taps), len(pw.taps)), (1, 1), (ph.dilation, pw.dilation),
-            (window[0] - first, -pw.offset), (m1 - m0, pw.out_count),
-            (m0 * sh + ph.phase - oh[0], pw.phase), layer.stride, (ph, pw), index[(ph.phase, pw.phase)]))
-    return window, tuple(out_jobs), (0, 0)
+    return ((lo, hi) if hi > lo else (0, 0)), jobs
+
+
+def _phase_shape(layer: LayerConfig, oh: Range) -> tuple[object, ...]:
+    """Everything a phase tile's region sizes follow from (rows, input rows, each row phase's psum height),
+    without building its jobs: the planner sizes only tiles of a shape it has not sized yet."""
+    window, jobs = _phase_rows(layer, oh)
+    return oh[1] - oh[0], window[1] - window[0], tuple((ph.phase, m1 - m0) for ph, m0, m1, _ in jobs)
 
 
 class _Allocator:
@@ -351,9 +371,12 @@ def plan_tiles(layer: LayerConfig, hw: HardwareConfig, method: Method) -> TilePl
         for oc, groups in _oc_ranges(layer, oc_per_tile)[:2]:
             sized: set[tuple[object, ...]] = set()
             for oh in _row_ranges(out_h, rows):
-                in_rows, jobs, staged = window(oh)
                 # every region size of a tile follows from these: a tile like one already sized fits as well
-                shape = (oh[1] - oh[0], in_rows[1] - in_rows[0], staged, tuple(job.out_hw for job in jobs))
+                if method == "phase":
+                    shape = _phase_shape(layer, oh)
+                else:
+                    in_rows, jobs, staged = window(oh)
+                    shape = (oh[1] - oh[0], in_rows[1] - in_rows[0], staged, tuple(job.out_hw for job in jobs))
                 if shape in sized:
                     continue
                 sized.add(shape)

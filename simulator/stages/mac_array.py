@@ -24,6 +24,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from simulator.config import MacArrayConfig
 from simulator.fixedpoint import (
     OverflowPolicy,
+    exact_sum_to_int32,
     narrow_to_int32,
     ordered_accumulate,
     raise_overflow,
@@ -258,7 +259,9 @@ def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
     for i, (job, w) in enumerate(zip(tile.jobs, job_weights, strict=True)):
         origin = (tile.n, tile.oc[0], tile.oh[0] + job.out_start[0], job.out_start[1])
         scale = (1, 1, *job.out_step)
-        if fused:
+        if fused and reduction_is_order_free(w.shape[1] * w.shape[2] * w.shape[3]):
+            psum = exact_sum_to_int32(exact[i])  # K < 2**17 products of magnitude <= 2**14: within int32
+        elif fused:
             psum = narrow_to_int32(exact[i], policy, what="accumulator of output", origin=origin, scale=scale)
         else:
             psum = conv_i8_i32(x, w, groups, job.stride, job.dilation, job.in_offset, job.out_hw, policy,
