@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -38,7 +39,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+
+def _threads_from_argv() -> int:
+    """--threads N (default 1), read before numpy is imported: OpenBLAS sizes its thread pool at import."""
+    argv = sys.argv[1:]
+    for i, arg in enumerate(argv):
+        if arg == "--threads" and i + 1 < len(argv):
+            return int(argv[i + 1])
+        if arg.startswith("--threads="):
+            return int(arg.split("=", 1)[1])
+    return 1
+
+
+THREADS = _threads_from_argv()
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = str(THREADS)  # also inherited by the child processes measured below
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -63,13 +80,14 @@ TARGET_MIN_MACS = 1_000_000
 TARGET_SEED_MS = 5.0
 TARGET_RUN_S = 1.0
 TARGET_RSS_MB = 300.0
+TARGET_SCALING = 4.4  # "<= ~4x" time per 4x MACs, with 10 % for "~"
 
 
 # ------------------------------------------------------------------------------------------------ measurement
 
 
-def median_ms(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median wall time in ms of each function, after one warm-up call each.
+def timed_rounds(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """Wall times in ms of each function over ``repeats`` rounds, after one warm-up call each.
 
     The functions are timed in interleaved rounds (a, b, c, a, b, c, ...) so that on a shared machine a burst of
     load from elsewhere falls on all of them alike, and the ratios stay meaningful.
@@ -81,8 +99,14 @@ def median_ms(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, f
         for name, fn in fns.items():
             t0 = time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def paired_ratio(num: list[float], den: list[float]) -> float:
+    """Median over rounds of num/den measured back to back in the same round: the machine's speed drifts by
+    up to 2x over seconds on this shared host, and a ratio of neighbours cancels the drift."""
+    return statistics.median(a / b for a, b in zip(num, den, strict=True))
 
 
 def swelled_operands(layer: LayerConfig, ifmap: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -139,14 +163,15 @@ def bench_layer(config: str, repeats: int) -> list[dict[str, Any]]:
     fns: dict[str, Callable[[], object]] = {"torch_ct": ct, "torch_conv": conv}
     for method in METHODS:
         fns[method] = lambda m=method: simulate_layer(layer, cfg.hardware, m, t)
-    ms = median_ms(fns, repeats)
+    rounds = timed_rounds(fns, repeats)
+    ms = {name: statistics.median(ts) for name, ts in rounds.items()}
     torch_ct_ms, torch_conv_ms = ms["torch_ct"], ms["torch_conv"]
     rows = []
     for method, result in results.items():
         sim_ms = ms[method]
-        baseline, target = (torch_conv_ms, TARGET_SWELL) if method == "swell" else (torch_ct_ms, TARGET_PHASE)
+        baseline, target = ("torch_conv", TARGET_SWELL) if method == "swell" else ("torch_ct", TARGET_PHASE)
         macs = result.report.macs_useful
-        ratio = sim_ms / baseline
+        ratio = paired_ratio(rounds[method], rounds[baseline])
         if macs >= TARGET_MIN_MACS:
             ok, target_text = ratio <= target, f"<= {target}x"
         else:
@@ -157,7 +182,8 @@ def bench_layer(config: str, repeats: int) -> list[dict[str, Any]]:
             "mmac_swelled_conv": int(np.prod(expected.shape)) * wc_np[0].size / 1e6,
             "sim_ms": sim_ms, "torch_ct_ms": torch_ct_ms, "torch_conv_ms": torch_conv_ms,
             "ratio_vs_torch_conv": sim_ms / torch_conv_ms, "ratio_vs_torch_ct": sim_ms / torch_ct_ms,
-            "ratio": ratio, "target": target_text, "ok": bool(ok), "bit_exact": True,
+            "ratio": ratio, "ratio_of_medians": sim_ms / ms[baseline], "sim_ms_min": min(rounds[method]),
+            "target": target_text, "ok": bool(ok), "bit_exact": True,
             "cycles": result.report.cycles,
         })
     return rows
@@ -271,17 +297,35 @@ def scaling_table(series: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def scaling_steps(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Time growth per ~4x MACs step of the scaling series, per method (target: <= ~4x, checked as <= 4.4x
+    time for the step's MAC growth of ~4.1x)."""
+    steps = []
+    for method in METHODS:
+        points = [r for r in series if r["method"] == method]
+        for a, b in itertools.pairwise(points):
+            grow_t, grow_m = b["sim_ms"] / a["sim_ms"], b["mmac_useful"] / a["mmac_useful"]
+            steps.append({"method": method, "from": a["layer"], "to": b["layer"], "x_time": grow_t,
+                          "x_macs": grow_m, "ok": grow_t <= TARGET_SCALING * grow_m / 4})
+    return steps
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--quick", action="store_true", help="3 repeats, no 64x64 large layer")
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="BLAS threads for numpy and torch intra-op threads (both sides alike; default 1)")
     parser.add_argument("--child-memory", nargs=2, metavar=("CONFIG", "METHOD"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_memory:
         child_memory(*args.child_memory)
         return 0
-    repeats = args.repeats or (3 if args.quick else 5)
+    repeats = args.repeats or (3 if args.quick else 9)
+    import torch
+
+    torch.set_num_threads(THREADS)
     load_before = os.getloadavg()
     large = "benchmarks/configs/scale_256_128_64.yaml"
     configs = [c for c in REFERENCE if not (args.quick and c == large)]
@@ -289,7 +333,7 @@ def main() -> int:
     rows: dict[str, list[dict[str, Any]]] = {}
     for config in dict.fromkeys(configs + scaling_configs):
         print(f"timing {config} ...", file=sys.stderr, flush=True)
-        rows[config] = bench_layer(config, repeats if "scale_256_128_64" not in config else min(repeats, 3))
+        rows[config] = bench_layer(config, repeats if "scale_256_128_64" not in config else min(repeats, 5))
     for config in configs:
         for r in rows[config]:
             r.update(memory(config, r["method"]))
@@ -297,10 +341,13 @@ def main() -> int:
     series = [r for c in scaling_configs for r in rows[c]]
     series.sort(key=lambda r: (METHODS.index(r["method"]), r["mmac_useful"]))
     process = whole_process(repeats)
+    steps = scaling_steps(series)
     results = {"command": " ".join(["python", "benchmarks/bench.py", *sys.argv[1:]]), "machine": machine(),
-               "repeats": repeats, "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+               "repeats": repeats, "threads": THREADS, "scaling_steps": steps,
+               "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
                "reference": reference, "scaling": series, "process": process,
                "all_targets_met": all(r["ok"] for r in reference) and process["seed_case1_run_ok"]
+               and all(step["ok"] for step in steps)
                and process["unet_run_rss_ok"] and not process["torch_imported_on_run_path"]}
     print(table(reference))
     print()
