@@ -51,6 +51,21 @@ def ensure_dir(path: Path, what: str) -> None:
         raise ConvsimError(f"{what} {path}: directory is not writable")
 
 
+def check_writable_dir(path: Path, what: str) -> None:
+    """Fail early (before any simulation) if ``path`` cannot be created or written, without creating anything.
+
+    The nearest existing ancestor must be a directory we may write into (``os.access`` also reports a
+    read-only file system, even to root); an ancestor that is a regular file fails for everyone.
+    """
+    probe = Path(os.path.abspath(path))
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConvsimError(f"{what} {path}: cannot be created, {probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConvsimError(f"{what} {path}: {probe} is not writable")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     ensure_dir(path.parent, "output directory")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -106,3 +106,16 @@ def load_case(directory: Path) -> GoldenCase | None:
                                  f"{dtype}{entry.get('shape')}")
         arrays[name] = arr
     return GoldenCase(LayerTensors(arrays["ifmap"], arrays["weight"], arrays["bias"]), arrays["ofmap"], manifest)
+
+
+def check_case_fits(case: GoldenCase, layer: LayerConfig, directory: Path) -> None:
+    """A verified case may still belong to another layer (a stale case of the same name): refuse it, naming the
+    first tensor whose shape differs from what ``layer`` expects."""
+    expected = {"ifmap": layer.input_shape, "weight": layer.weight_shape, "bias": (layer.out_channels,),
+                "ofmap": layer.output_shape}
+    actual = {"ifmap": case.tensors.ifmap, "weight": case.tensors.weight, "bias": case.tensors.bias,
+              "ofmap": case.ofmap}
+    for name, shape in expected.items():
+        if tuple(actual[name].shape) != tuple(shape):
+            raise IntegrityError(f"golden case {directory}: {name} shape {list(actual[name].shape)}, layer "
+                                 f"{layer.name!r} expects {list(shape)} (stale case? regenerate with convsim golden)")

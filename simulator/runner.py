@@ -18,8 +18,8 @@ from simulator.compare import compare
 from simulator.config import LayerConfig, SimConfig, load_config
 from simulator.data import make_tensors
 from simulator.files import atomic_write_bytes as write_bytes
-from simulator.files import atomic_write_json, npy_bytes
-from simulator.golden import case_files, load_case, write_case
+from simulator.files import atomic_write_json, check_writable_dir, npy_bytes
+from simulator.golden import case_files, check_case_fits, load_case, write_case
 from simulator.pipeline import STAGE_NAMES, SimResult, simulate_layer
 from simulator.report import chrome_trace
 
@@ -41,6 +41,7 @@ def _progress(i: int, total: int, what: str) -> None:
 def run_config(config: Path, out: str | None, golden_dir: Path, dumps: bool = True, trace: bool = False) -> int:
     cfg = load_config(config)
     run_dir = Path(out) if out else Path("runs") / cfg.name
+    check_writable_dir(run_dir, "output directory")  # before simulating: never fail after the work is done
     verdicts: list[str] = []
     totals: list[dict[str, Any]] = []
     entries = layer_dirs(cfg, run_dir)
@@ -48,6 +49,8 @@ def run_config(config: Path, out: str | None, golden_dir: Path, dumps: bool = Tr
     for (index, layer, layer_dir), (_, _, gold_dir) in zip(entries, golden_entries, strict=True):
         _progress(index, len(entries), f"layer {layer.name}")
         case = load_case(gold_dir)
+        if case is not None:
+            check_case_fits(case, layer, gold_dir)
         tensors = case.tensors if case else make_tensors(cfg.data, layer, index if cfg.is_network else None)
         observer = None
         if dumps:
@@ -87,6 +90,8 @@ def golden_configs(configs: list[Path], golden_dir: Path, check: bool = False) -
     differences = 0
     for i, config in enumerate(configs):
         cfg = load_config(config)
+        if not check:
+            check_writable_dir(golden_dir, "golden directory")
         _progress(i, len(configs), f"{config}")
         for index, layer, case_dir in layer_dirs(cfg, golden_dir / cfg.name):
             files = case_files(cfg, layer, index if cfg.is_network else None)

@@ -252,7 +252,8 @@ class _Allocator:
             limit = self.slot_base(buffer, slot) + size // self.slots
             if end > limit:
                 used = end - self.slot_base(buffer, slot)
-                return f"{buffer} needs {used:,} bytes per tile, has {size // self.slots:,} per slot"
+                return (f"{buffer} needs {used:,} bytes per tile, hardware.sram.{buffer}.size_bytes={size} gives "
+                        f"{size // self.slots:,} per slot ({self.slots} slot(s))")
         return None
 
 
