@@ -10,6 +10,7 @@ or ``[h, w]`` and are normalised to ``(h, w)`` tuples.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -325,9 +326,26 @@ class SimConfig(_Frozen):
 # ---------------------------------------------------------------------------------------------------------- loading
 
 
+def _first_error(err: ValidationError) -> Any:
+    """The error to report: an unknown key before anything else, because a misspelt key also makes the key it
+    was meant to be "missing", and the misspelling is what the user has to fix."""
+    errors = err.errors(include_url=False)
+    return next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+
+
+def _known_keys() -> set[str]:
+    models, keys = [_Frozen], set()
+    while models:
+        model = models.pop()
+        models.extend(model.__subclasses__())
+        keys.update(model.model_fields)
+    return keys
+
+
 def format_validation_error(err: ValidationError, source: str, single_layer: bool = False) -> str:
-    """One line: ``source: dotted.key[index].path: message (got value)`` for the first error."""
-    first = err.errors(include_url=False)[0]
+    """One line: ``source: dotted.key[index].path: message (got value)`` for the first error (unknown keys
+    first), with the closest valid key suggested for a misspelt one."""
+    first = _first_error(err)
     loc = [p for p in first["loc"] if not (isinstance(p, str) and ("[" in p or p == "FileSource"))]
     if single_layer and loc[:2] == ["layers", 0]:
         loc = ["layer", *loc[2:]]
@@ -341,7 +359,10 @@ def format_validation_error(err: ValidationError, source: str, single_layer: boo
         shown = repr(first["input"])
         got = f" (got {shown[:60]}{'...' if len(shown) > 60 else ''})"
     if first["type"] == "extra_forbidden":
-        msg = "unknown key"
+        msg, got = "unknown key", ""
+        close = difflib.get_close_matches(str(loc[-1]), sorted(_known_keys()), n=1, cutoff=0.75) if loc else []
+        if close:
+            msg += f" (did you mean {close[0]!r}?)"
     return f"{source}: {where}{msg}{got}"
 
 
@@ -396,7 +417,7 @@ def config_from_mapping(raw: dict[str, Any], base_dir: Path, source: str = "conf
     try:
         return SimConfig.model_validate(raw)
     except ValidationError as err:
-        first = err.errors(include_url=False)[0]["loc"]
+        first = _first_error(err)["loc"]
         where = hw_source if hw_source and first[:1] == ("hardware",) else source
         raise ConfigError(format_validation_error(err, where, single_layer="layer" in raw)) from None
 

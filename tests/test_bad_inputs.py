@@ -164,8 +164,14 @@ LAYER = BASE["layer"]
 CASES: dict[str, Case] = {
     # unknown or misspelt keys, at every level
     "unknown_top_key": mapping_case("nmae", "x", "nmae", "unknown key"),
-    "misspelt_layer_key": mapping_case("layer.kernal_size", 3, "layer.kernal_size", "unknown key"),
-    "unknown_hw_nested_key": mapping_case("hardware.mac_array.rowz", 4, "hardware.mac_array.rowz", "unknown key"),
+    "misspelt_layer_key": mapping_case("layer.kernal_size", 3, "layer.kernal_size", "unknown key",
+                                       "did you mean 'kernel_size'?"),
+    # the misspelling replaces the real key: report the misspelling, not the "missing" key it causes
+    "misspelt_key_instead_of_required": raw_case(
+        {**BASE, "layer": {("kernal_size" if k == "kernel_size" else k): v for k, v in BASE["layer"].items()}},
+        "layer.kernal_size: unknown key (did you mean 'kernel_size'?)"),
+    "unknown_hw_nested_key": mapping_case("hardware.mac_array.rowz", 4, "hardware.mac_array.rowz", "unknown key",
+                                          "did you mean 'rows'?"),
     "unknown_sram_key": mapping_case("hardware.sram.ifmap.size", 64, "hardware.sram.ifmap.size", "unknown key"),
     "unknown_data_key": mapping_case("data.sead", 1, "data.sead", "unknown key"),
     "union_file_misspelt": mapping_case("data.ifmap", {"fil": "a.npy"}, "data.ifmap", "fil"),
