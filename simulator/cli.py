@@ -1,8 +1,8 @@
 """``convsim`` command line: one small handler per subcommand, no simulation logic here.
 
 Exit codes: 0 success (or PASS, or no golden to compare with), 1 mismatch against golden (or ``--check``
-differences, or ``compare``'s two methods disagreeing), 2 a bad config, input or golden file: one line on
-stderr, no traceback.
+differences, or ``compare``'s two methods disagreeing), 2 a bad config, input or golden file, an unwritable
+output or a usage error: one line on stderr, no traceback (see docs/errors.md).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from simulator.errors import ConvsimError
 
@@ -65,8 +66,15 @@ def _cmd_from_torch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors (a missing CONFIG, an unknown option) as one line and exit 2, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"convsim: error: {self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="convsim", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="convsim", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="simulate a config and compare with its golden case")
@@ -129,6 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except ConvsimError as exc:
         print(f"convsim: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:  # the file system refused (disk full, permissions changed mid-run): still one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"convsim: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("convsim: interrupted", file=sys.stderr)

@@ -10,11 +10,20 @@ or ``[h, w]`` and are normalised to ``(h, w)`` tuples.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from simulator.errors import ConfigError
 
@@ -29,8 +38,17 @@ def _pair(value: Any) -> Any:
         return value
     if isinstance(value, int):
         return (value, value)
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
+        if len(value) != 2:
+            raise ValueError(f"expected an int or [h, w] (2 entries), got {list(value)!r}")
         return tuple(value)
+    return value
+
+
+def _not_bool(value: Any) -> Any:
+    """YAML ``true`` is not a number: refuse it where an int or float is expected (pydantic would take it as 1)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
     return value
 
 
@@ -41,8 +59,8 @@ class _Frozen(BaseModel):
 # --------------------------------------------------------------------------------------------------------- layer
 
 
-PositiveInt = Annotated[int, Field(ge=1)]
-NonNegInt = Annotated[int, Field(ge=0)]
+PositiveInt = Annotated[int, BeforeValidator(_not_bool), Field(ge=1)]
+NonNegInt = Annotated[int, BeforeValidator(_not_bool), Field(ge=0)]
 
 
 class LayerConfig(_Frozen):
@@ -69,6 +87,8 @@ class LayerConfig(_Frozen):
     @field_validator("input_shape", mode="before")
     @classmethod
     def _shape_list(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple) and len(value) != 4:
+            raise ValueError(f"expected 4 entries [N, C, H, W], got {list(value)!r}")
         return tuple(value) if isinstance(value, list) else value
 
     @model_validator(mode="after")
@@ -80,7 +100,8 @@ class LayerConfig(_Frozen):
             if getattr(self, field) % self.groups:
                 raise ValueError(f"{field}={getattr(self, field)} is not divisible by groups={self.groups}")
         if self.op == "conv2d" and self.output_padding != (0, 0):
-            raise ValueError(f"output_padding={list(self.output_padding)} is only valid for conv_transpose2d")
+            raise ValueError(f"output_padding={list(self.output_padding)} is only valid for conv_transpose2d, "
+                             f"not op={self.op}")
         for axis in (0, 1):
             op_, s, d = self.output_padding[axis], self.stride[axis], self.dilation[axis]
             if op_ >= max(s, d):
@@ -143,13 +164,29 @@ class FileSource(_Frozen):
     file: Path
 
 
+def _source(*choices: str) -> BeforeValidator:
+    """One clear message for a ``choice | {file: path}`` union (pydantic would report only its first branch)."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, FileSource) or (isinstance(value, str) and value in choices):
+            return value
+        if isinstance(value, dict) and set(value) == {"file"} and isinstance(value["file"], str | Path):
+            return value
+        names = " or ".join(repr(c) for c in choices)
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:60] + "..."
+        raise ValueError(f"expected {names} or {{file: <path.npy>}}, got {shown}")
+
+    return BeforeValidator(check)
+
+
 class DataConfig(_Frozen):
     """Where the layer's tensors come from when they are not passed in."""
 
     seed: NonNegInt = 0
-    ifmap: Literal["random"] | FileSource = "random"
-    weight: Literal["pattern", "random"] | FileSource = "pattern"
-    bias: Literal["zeros", "random"] | FileSource = "zeros"
+    ifmap: Annotated[Literal["random"] | FileSource, _source("random")] = "random"
+    weight: Annotated[Literal["pattern", "random"] | FileSource, _source("pattern", "random")] = "pattern"
+    bias: Annotated[Literal["zeros", "random"] | FileSource, _source("zeros", "random")] = "zeros"
 
 
 # ------------------------------------------------------------------------------------------------------ hardware
@@ -211,7 +248,7 @@ class PipelineConfig(_Frozen):
 class HardwareConfig(_Frozen):
     """The engine: MAC array, SRAM buffers, layout, DMA engines, accumulator policy, tile overlap, clock."""
 
-    clock_mhz: Annotated[float, Field(gt=0)] = 1000.0
+    clock_mhz: Annotated[float, BeforeValidator(_not_bool), Field(gt=0)] = 1000.0
     mac_array: MacArrayConfig = MacArrayConfig()
     sram: SramConfig = SramConfig()
     layout: LayoutConfig = LayoutConfig()
@@ -269,7 +306,7 @@ class SimConfig(_Frozen):
         names = [layer.name for layer in self.layers]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"layer names must be unique, repeated: {', '.join(dupes)}")
+            raise ValueError(f"layers: layer names must be unique, repeated: {', '.join(dupes)}")
         if self.data.weight == "pattern":
             for layer in self.layers:
                 kh, kw = layer.kernel_size
@@ -289,20 +326,43 @@ class SimConfig(_Frozen):
 # ---------------------------------------------------------------------------------------------------------- loading
 
 
+def _first_error(err: ValidationError) -> Any:
+    """The error to report: an unknown key before anything else, because a misspelt key also makes the key it
+    was meant to be "missing", and the misspelling is what the user has to fix."""
+    errors = err.errors(include_url=False)
+    return next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+
+
+def _known_keys() -> set[str]:
+    models, keys = [_Frozen], set()
+    while models:
+        model = models.pop()
+        models.extend(model.__subclasses__())
+        keys.update(model.model_fields)
+    return keys
+
+
 def format_validation_error(err: ValidationError, source: str, single_layer: bool = False) -> str:
-    """One line: ``source: dotted.key.path: message (got value)`` for the first error."""
-    first = err.errors(include_url=False)[0]
-    parts = [str(p) for p in first["loc"] if not ("[" in str(p) or str(p) == "FileSource")]
-    if single_layer and parts[:2] == ["layers", "0"]:
-        parts = ["layer", *parts[2:]]
+    """One line: ``source: dotted.key[index].path: message (got value)`` for the first error (unknown keys
+    first), with the closest valid key suggested for a misspelt one."""
+    first = _first_error(err)
+    loc = [p for p in first["loc"] if not (isinstance(p, str) and ("[" in p or p == "FileSource"))]
+    if single_layer and loc[:2] == ["layers", 0]:
+        loc = ["layer", *loc[2:]]
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).removeprefix(".")
+    where = f"{where}: " if where else ""
     msg = first["msg"].removeprefix("Value error, ")
-    where = f"{'.'.join(parts)}: " if parts else ""
+    if first["type"] == "string_pattern_mismatch":
+        msg = "only letters, digits, '_' and '-' are allowed (it names a directory)"
     got = ""
     if first["type"] not in ("value_error", "missing") and "input" in first:
         shown = repr(first["input"])
         got = f" (got {shown[:60]}{'...' if len(shown) > 60 else ''})"
     if first["type"] == "extra_forbidden":
-        msg = "unknown key"
+        msg, got = "unknown key", ""
+        close = difflib.get_close_matches(str(loc[-1]), sorted(_known_keys()), n=1, cutoff=0.75) if loc else []
+        if close:
+            msg += f" (did you mean {close[0]!r}?)"
     return f"{source}: {where}{msg}{got}"
 
 
@@ -313,8 +373,11 @@ def _read_yaml(path: Path, what: str) -> Any:
         raise ConfigError(f"{what} {path}: is a directory, expected a YAML file")
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{what} {path}: cannot be read ({exc.__class__.__name__})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                          f"{exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot be read ({exc.strerror or exc.__class__.__name__})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -341,16 +404,22 @@ def _resolve_data_files(data: Any, base: Path) -> Any:
 
 def config_from_mapping(raw: dict[str, Any], base_dir: Path, source: str = "config") -> SimConfig:
     """Validate a config mapping; a ``hardware`` string is a YAML file relative to ``base_dir``."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at top level, got {type(raw).__name__}")
     raw = dict(raw)
     hw = raw.get("hardware")
+    hw_source = None
     if isinstance(hw, str):
         raw["hardware"] = _read_yaml(base_dir / hw, "hardware file")
+        hw_source = f"{source} (hardware file {base_dir / hw})"
     if "data" in raw:
         raw["data"] = _resolve_data_files(raw["data"], base_dir)
     try:
         return SimConfig.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source, single_layer="layer" in raw)) from None
+        first = _first_error(err)["loc"]
+        where = hw_source if hw_source and first[:1] == ("hardware",) else source
+        raise ConfigError(format_validation_error(err, where, single_layer="layer" in raw)) from None
 
 
 def read_config_mapping(path: Path, what: str = "config") -> tuple[dict[str, Any], Path]:
@@ -365,8 +434,7 @@ def read_config_mapping(path: Path, what: str = "config") -> tuple[dict[str, Any
 def load_config(path: str | Path) -> SimConfig:
     """Read and validate a config file. Raises :class:`ConfigError` with a one-line message."""
     path = Path(path)
-    raw, base = read_config_mapping(path)
-    return config_from_mapping(raw, base, source=str(path))
+    return config_from_mapping(dict(_read_yaml(path, "config")), path.parent, source=str(path))
 
 
 __all__ = [

@@ -38,26 +38,44 @@ def pattern_weight(shape: tuple[int, int, int, int]) -> np.ndarray:
     return np.ascontiguousarray(np.broadcast_to(taps, shape))
 
 
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def _npy_kind(path: Path) -> str:
+    """'npy', 'npz' or 'other', from the file's first bytes (np.load calls anything unknown 'pickled data')."""
+    with open(path, "rb") as fh:
+        head = fh.read(len(NPY_MAGIC))
+    if head == NPY_MAGIC:
+        return "npy"
+    return "npz" if head.startswith(b"PK\x03\x04") else "other"
+
+
 def load_npy(path: Path, what: str, shape: tuple[int, ...], lo: int, hi: int, dtype: type) -> np.ndarray:
     """Read an integer ``.npy`` safely (no pickles), check shape and range, return it as ``dtype``."""
+    name = np.dtype(dtype).name
     try:
+        kind = _npy_kind(path)
+        if kind != "npy":
+            reason = "a .npz archive" if kind == "npz" else "no NUMPY magic"
+            raise ConfigError(f"{what} file {path}: not a .npy file ({reason})")
         arr = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise ConfigError(f"{what} file {path}: not found") from None
     except IsADirectoryError:
-        raise ConfigError(f"{what} file {path}: is a directory") from None
+        raise ConfigError(f"{what} file {path}: is a directory, expected a .npy file") from None
     except ValueError as exc:
-        reason = "holds pickled objects (refused)" if "pickle" in str(exc).lower() else "not a valid .npy file"
-        raise ConfigError(f"{what} file {path}: {reason}") from None
+        if "pickle" in str(exc).lower():
+            raise ConfigError(f"{what} file {path}: holds pickled objects (refused: allow_pickle=False)") from None
+        raise ConfigError(f"{what} file {path}: not a valid .npy file (truncated or corrupt)") from None
     except (OSError, EOFError, zipfile.BadZipFile):
         raise ConfigError(f"{what} file {path}: not a valid .npy file (truncated or corrupt)") from None
-    if not isinstance(arr, np.ndarray) or not np.issubdtype(arr.dtype, np.integer):
-        raise ConfigError(f"{what} file {path}: dtype {getattr(arr, 'dtype', type(arr))} is not an integer type")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ConfigError(f"{what} file {path}: dtype {arr.dtype} is not an integer type (expected {name})")
     if tuple(arr.shape) != tuple(shape):
         raise ConfigError(f"{what} file {path}: shape {list(arr.shape)}, expected {list(shape)}")
     if arr.size and (arr.min() < lo or arr.max() > hi):
         bad = arr.min() if arr.min() < lo else arr.max()
-        raise ConfigError(f"{what} file {path}: value {int(bad)} outside [{lo}, {hi}]")
+        raise ConfigError(f"{what} file {path}: value {int(bad)} outside {name} [{lo}, {hi}]")
     return arr.astype(dtype)
 
 

@@ -61,6 +61,21 @@ def ensure_dir(path: Path, what: str) -> None:
         raise ConvsimError(f"{what} {path}: directory is not writable")
 
 
+def check_writable_dir(path: Path, what: str) -> None:
+    """Fail early (before any simulation) if ``path`` cannot be created or written, without creating anything.
+
+    The nearest existing ancestor must be a directory we may write into (``os.access`` also reports a
+    read-only file system, even to root); an ancestor that is a regular file fails for everyone.
+    """
+    probe = Path(os.path.abspath(path))
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConvsimError(f"{what} {path}: cannot be created, {probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConvsimError(f"{what} {path}: {probe} is not writable")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     ensure_dir(path.parent, "output directory")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -133,3 +148,39 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def staged_directory(final: Path) -> Iterator[Path]:
+    """Yield a temporary directory to build a run's output in; on success move each top-level entry into
+    ``final`` (a file by one atomic rename, a directory by one atomic exchange), leaving other entries of ``final``
+    alone. On failure nothing reaches ``final``: the temporary directory, and any parent directories created for
+    it, are removed. So a run that fails in its last layer writes nothing at all."""
+    created = []
+    probe = Path(os.path.abspath(final.parent))
+    while not probe.exists() and probe != probe.parent:
+        created.append(probe)
+        probe = probe.parent
+    ensure_dir(final.parent, "output directory")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        _umask_mode(tmp, 0o777)
+        yield tmp
+        ensure_dir(final, "output directory")
+        for entry in sorted(tmp.iterdir()):
+            target = final / entry.name
+            if entry.is_dir() and target.is_dir() and _exchange(entry, target):
+                shutil.rmtree(entry, ignore_errors=True)  # entry now holds the old directory
+            elif entry.is_dir() and target.exists():
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
+                os.replace(entry, target)
+            else:
+                os.replace(entry, target)
+        tmp.rmdir()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for path in created:  # innermost first; only if still empty
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise
+

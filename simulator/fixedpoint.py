@@ -15,7 +15,8 @@ Policies (``hardware.accumulator.on_overflow``):
 
 A product of two int8 values is at most 2**14 in magnitude, so a reduction of K < 2**17 products can never leave
 int32 whatever the order: then the exact sum *is* the in-order result and only one final check is needed. Longer
-reductions take the (slow, vectorised over outputs) in-order scan in :func:`ordered_accumulate`.
+reductions take the in-order path in :func:`ordered_accumulate` (vectorised: prefix sums for ``error``, a
+composition of clamp maps for ``saturate``).
 """
 
 from __future__ import annotations
@@ -88,22 +89,52 @@ def exact_sum_to_int32(values: np.ndarray) -> np.ndarray:
     return np.asarray(values).astype(np.int32)
 
 
+ORDERED_BUDGET_ELEMENTS = 1 << 21  # products held at once by the in-order path (M * E * block)
+
+
+def _compose_saturating(prods: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Compose the steps ``a -> clamp(a + p, INT32_MIN, INT32_MAX)`` along the last axis into one (b, lo, hi).
+
+    Maps of the form ``a -> clamp(a + b, lo, hi)`` (lo <= hi) are closed under composition: f then g is
+    ``b = b_f + b_g, lo = clamp(lo_f + b_g, lo_g, hi_g), hi = clamp(hi_f + b_g, lo_g, hi_g)``, so a pairwise tree
+    gives the exact in-order saturating sum in log2(K) vector steps. Values stay far inside int64.
+    """
+    b = prods
+    lo = np.full(b.shape, INT32_MIN, dtype=np.int64)
+    hi = np.full(b.shape, INT32_MAX, dtype=np.int64)
+    while b.shape[-1] > 1:
+        if b.shape[-1] % 2:  # pad with the identity map (b=0, no clamp)
+            pad = [(0, 0)] * (b.ndim - 1) + [(0, 1)]
+            b = np.pad(b, pad)
+            lo, hi = np.pad(lo, pad, constant_values=-(2**62)), np.pad(hi, pad, constant_values=2**62)
+        b1, b2, lo1, lo2, hi1, hi2 = b[..., ::2], b[..., 1::2], lo[..., ::2], lo[..., 1::2], hi[..., ::2], hi[..., 1::2]
+        lo, hi = np.clip(lo1 + b2, lo2, hi2), np.clip(hi1 + b2, lo2, hi2)
+        b = b1 + b2
+    return b[..., 0], lo[..., 0], hi[..., 0]
+
+
 def ordered_accumulate(weight_rows: np.ndarray, cols: np.ndarray, policy: OverflowPolicy) -> tuple[
         np.ndarray, np.ndarray]:
-    """In-order int32 accumulation of ``weight_rows @ cols.T`` for one group: the slow, exact path.
+    """In-order int32 accumulation of ``weight_rows @ cols.T`` for one group: the exact, order-aware path.
 
     weight_rows: (M, K) int64, cols: (E, K) int64 -> ((M, E) accumulator contents, (M, E) mask of outputs whose
-    running sum left int32 at some step). Under ``saturate`` the accumulator clamps at every step; under
-    ``error`` it keeps the exact sum and the mask says which outputs overflowed on the way.
+    running sum left int32 at some step). Under ``saturate`` the accumulator clamps at every step (computed by
+    composing the clamp steps, see :func:`_compose_saturating`); under ``error`` it keeps the exact sum and the
+    mask says which outputs' prefix sums left int32 on the way. Blocks of K are processed in order.
     """
-    acc = np.zeros((weight_rows.shape[0], cols.shape[0]), dtype=np.int64)
+    m, e, k = weight_rows.shape[0], cols.shape[0], weight_rows.shape[1]
+    acc = np.zeros((m, e), dtype=np.int64)
     overflowed = np.zeros(acc.shape, dtype=bool)
-    for k in range(weight_rows.shape[1]):
-        acc += weight_rows[:, k, None] * cols[None, :, k]
+    block = max(1, min(k, ORDERED_BUDGET_ELEMENTS // max(1, m * e)))
+    for k0 in range(0, k, block):
+        prods = weight_rows[:, None, k0:k0 + block] * cols[None, :, k0:k0 + block]  # (M, E, block)
         if policy == "saturate":
-            np.clip(acc, INT32_MIN, INT32_MAX, out=acc)
+            b, lo, hi = _compose_saturating(prods)
+            acc = np.clip(acc + b, lo, hi)
         else:
-            overflowed |= (acc < INT32_MIN) | (acc > INT32_MAX)
+            running = acc[..., None] + np.cumsum(prods, axis=-1)
+            overflowed |= ((running < INT32_MIN) | (running > INT32_MAX)).any(axis=-1)
+            acc = running[..., -1]
     return acc, overflowed
 
 

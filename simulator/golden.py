@@ -27,7 +27,7 @@ from simulator.config import LayerConfig, SimConfig
 from simulator.data import LayerTensors, make_tensors
 from simulator.errors import ConvsimError, IntegrityError
 from simulator.files import atomic_directory, npy_bytes, sha256_bytes, sha256_file
-from simulator.fixedpoint import OverflowPolicy, narrow_to_int32
+from simulator.fixedpoint import INT32_MAX, INT32_MIN, OverflowPolicy, narrow_to_int32, reduction_is_order_free
 
 GENERATOR_VERSION = "2"
 TENSORS = {"ifmap": ("int8", "NCHW"), "weight": ("int8", "torch"), "bias": ("int32", "C"), "ofmap": ("int32", "NCHW")}
@@ -41,13 +41,26 @@ def reference(layer: LayerConfig, tensors: LayerTensors, policy: OverflowPolicy)
     import torch  # the golden reference only
     import torch.nn.functional as F
 
+    def conv(x: Any, w: Any) -> Any:
+        if layer.is_transposed:
+            return F.conv_transpose2d(x, w, None, layer.stride, layer.padding, layer.output_padding, layer.groups,
+                                      layer.dilation)
+        return F.conv2d(x, w, None, layer.stride, layer.padding, layer.dilation, layer.groups)
+
     x = torch.from_numpy(tensors.ifmap.astype(np.int64))
     w = torch.from_numpy(tensors.weight.astype(np.int64))
-    if layer.is_transposed:
-        y = F.conv_transpose2d(x, w, None, layer.stride, layer.padding, layer.output_padding, layer.groups,
-                               layer.dilation)
-    else:
-        y = F.conv2d(x, w, None, layer.stride, layer.padding, layer.dilation, layer.groups)
+    y = conv(x, w)
+    if policy == "saturate" and not reduction_is_order_free(layer.reduction_length):
+        # clamp(final sum) is the in-order saturating result unless the running sum can both leave int32 and
+        # come back: that needs products of both signs with a positive or negative part beyond int32
+        pos = conv(x.clamp(min=0), w.clamp(min=0)) + conv(x.clamp(max=0), w.clamp(max=0))
+        neg = conv(x.clamp(min=0), w.clamp(max=0)) + conv(x.clamp(max=0), w.clamp(min=0))
+        mixed = (pos > 0) & (neg < 0) & ((pos > INT32_MAX) | (neg < INT32_MIN))
+        if bool(mixed.any()):
+            at = [int(i) for i in torch.nonzero(mixed)[0]]
+            raise ConvsimError(f"golden: on_overflow=saturate with K={layer.reduction_length} is order-dependent at "
+                               f"output {at} (partial sums leave int32 and come back); the torch reference cannot "
+                               f"follow the hardware order, use wrap or error for a golden case")
     psum = narrow_to_int32(y.numpy(), policy, what="golden psum")
     wide = psum.astype(np.int64) + tensors.bias.astype(np.int64)[None, :, None, None]
     return narrow_to_int32(wide, policy, what="golden output (psum + bias)")

@@ -18,7 +18,7 @@ from simulator.compare import compare
 from simulator.config import LayerConfig, SimConfig, load_config
 from simulator.data import make_tensors
 from simulator.files import atomic_write_bytes as write_bytes
-from simulator.files import atomic_write_json, npy_bytes
+from simulator.files import atomic_write_json, check_writable_dir, npy_bytes, staged_directory
 from simulator.golden import case_differences, case_files, check_case_matches, load_case, write_case
 from simulator.pipeline import STAGE_NAMES, SimResult, simulate_layer
 from simulator.report import LayerReport, chrome_trace, network_table, network_totals
@@ -42,39 +42,42 @@ def run_config(config: Path, out: str | None, golden_dir: Path, dumps: bool = Tr
                dump_tiles: int | None = None) -> int:
     cfg = load_config(config)
     run_dir = Path(out) if out else Path("runs") / cfg.name
+    check_writable_dir(run_dir, "output directory")  # before simulating: never fail after the work is done
     verdicts: list[str] = []
     reports: list[LayerReport] = []
-    entries = layer_dirs(cfg, run_dir)
-    golden_entries = layer_dirs(cfg, golden_dir / cfg.name)
-    for (index, layer, layer_dir), (_, _, gold_dir) in zip(entries, golden_entries, strict=True):
-        _progress(index, len(entries), f"layer {layer.name}")
-        case = load_case(gold_dir)
-        if case is not None:
-            check_case_matches(case, gold_dir, layer, cfg.hardware.accumulator.on_overflow)
-        tensors = case.tensors if case else make_tensors(cfg.data, layer, index if cfg.is_network else None)
-        observer = None
-        if dumps:
-            from simulator.dump import DumpWriter
+    # everything is built in a staging directory and moved into run_dir only when every layer has run
+    with staged_directory(run_dir) as stage:
+        entries = layer_dirs(cfg, stage)
+        golden_entries = layer_dirs(cfg, golden_dir / cfg.name)
+        for (index, layer, layer_dir), (_, _, gold_dir) in zip(entries, golden_entries, strict=True):
+            _progress(index, len(entries), f"layer {layer.name}")
+            case = load_case(gold_dir)
+            if case is not None:
+                check_case_matches(case, gold_dir, layer, cfg.hardware.accumulator.on_overflow)
+            tensors = case.tensors if case else make_tensors(cfg.data, layer, index if cfg.is_network else None)
+            observer = None
+            if dumps:
+                from simulator.dump import DumpWriter
 
-            observer = DumpWriter(layer_dir / "dumps", cfg.hardware, max_tiles=dump_tiles)
-        result = simulate_layer(layer, cfg.hardware, cfg.engine.transposed_conv, tensors, observer)
-        if observer is not None:
-            observer.finish(result)
-        _write_run(layer_dir, result, trace)
-        reports.append(result.report)
-        if not cfg.is_network:  # a network prints one row per layer at the end instead
-            print(result.report.table())
-        if case is None:
-            verdicts.append("NO GOLDEN")
-            print(f"{layer.name}: no golden case at {gold_dir} (run `convsim golden {config}`)")
-            continue
-        cmp = compare(case.ofmap, result.ofmap)  # type: ignore[arg-type]
-        verdicts.append("PASS" if cmp.equal else "FAIL")
-        print(f"{layer.name}: {'PASS' if cmp.equal else 'FAIL'} against {gold_dir}")
-        if not cmp.equal:
-            print(cmp.report())
-    if cfg.is_network:
-        _write_network(cfg, run_dir, reports, verdicts)
+                observer = DumpWriter(layer_dir / "dumps", cfg.hardware, max_tiles=dump_tiles)
+            result = simulate_layer(layer, cfg.hardware, cfg.engine.transposed_conv, tensors, observer)
+            if observer is not None:
+                observer.finish(result)
+            _write_run(layer_dir, result, trace)
+            reports.append(result.report)
+            if not cfg.is_network:  # a network prints one row per layer at the end instead
+                print(result.report.table())
+            if case is None:
+                verdicts.append("NO GOLDEN")
+                print(f"{layer.name}: no golden case at {gold_dir} (run `convsim golden {config}`)")
+                continue
+            cmp = compare(case.ofmap, result.ofmap)  # type: ignore[arg-type]
+            verdicts.append("PASS" if cmp.equal else "FAIL")
+            print(f"{layer.name}: {'PASS' if cmp.equal else 'FAIL'} against {gold_dir}")
+            if not cmp.equal:
+                print(cmp.report())
+        if cfg.is_network:
+            _write_network(cfg, stage, reports, verdicts)
     return EXIT_MISMATCH if "FAIL" in verdicts else EXIT_OK
 
 
@@ -104,6 +107,8 @@ def golden_configs(configs: list[Path], golden_dir: Path, check: bool = False) -
     for i, config in enumerate(configs):
         _progress(i, len(configs), f"{config}")
         cfg = load_config(config)
+        if not check:
+            check_writable_dir(golden_dir, "golden directory")
         case_dir = golden_dir / cfg.name
         files: dict[str, bytes] = {}
         for index, layer, rel in layer_dirs(cfg, Path()):

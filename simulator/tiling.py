@@ -297,7 +297,9 @@ class _Allocator:
             room = self.slot_bytes(buffer)
             if end > self.slot_base(buffer, slot) + room:
                 used = end - self.slot_base(buffer, slot)
-                return f"{buffer} needs {used:,} bytes per tile, has {room:,} per slot"
+                size = getattr(self.hw.sram, buffer).size_bytes
+                return (f"{buffer} needs {used:,} bytes per tile, hardware.sram.{buffer}.size_bytes={size} gives "
+                        f"{room:,} per slot ({self.slots} slot(s))")
         return None
 
 

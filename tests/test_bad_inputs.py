@@ -1,0 +1,388 @@
+"""A catalogue of bad inputs: each one gets exit 2 and ONE line naming the field or file and the offending value.
+
+Every case builds its inputs under ``tmp_path`` and runs ``convsim run`` in process; it asserts exit code 2, a
+single stderr line ``convsim: error: ...`` containing the expected field/file and value, no traceback, and that
+the ``--out`` directory was not created. A few cases also run as real subprocesses (``python -m simulator``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from simulator.cli import main
+from tests.conftest import REPO
+
+# a tiny valid transposed conv: 2 channels, 3x3 input, stride 2 -> 6x6 output
+BASE: dict[str, Any] = {
+    "name": "bad",
+    "layer": {"op": "conv_transpose2d", "input_shape": [1, 2, 3, 3], "in_channels": 2, "out_channels": 2,
+              "kernel_size": 3, "stride": 2, "padding": 1, "output_padding": 1},
+    "data": {"seed": 0, "ifmap": "random", "weight": "random", "bias": "random"},
+    "hardware": {"mac_array": {"rows": 4, "cols": 4}},
+}
+IFMAP_SHAPE = (1, 2, 3, 3)
+WEIGHT_SHAPE = (2, 2, 3, 3)
+
+Case = Callable[[Path], tuple[Path, list[str]]]  # tmp_path -> (config path, substrings the one line must contain)
+
+
+def write_cfg(tmp: Path, raw: Any, name: str = "cfg.yaml") -> Path:
+    path = tmp / name
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def edit(raw: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    """A deep copy of ``raw`` with ``dotted`` set to ``value`` (``...`` deletes the key)."""
+    out = copy.deepcopy(raw)
+    *head, last = dotted.split(".")
+    node = out
+    for key in head:
+        node = node.setdefault(key, {})
+    if value is ...:
+        node.pop(last, None)
+    else:
+        node[last] = value
+    return out
+
+
+def mapping_case(dotted: str, value: Any, *expect: str) -> Case:
+    def build(tmp: Path) -> tuple[Path, list[str]]:
+        return write_cfg(tmp, edit(BASE, dotted, value)), list(expect)
+    return build
+
+
+def raw_case(raw: Any, *expect: str) -> Case:
+    def build(tmp: Path) -> tuple[Path, list[str]]:
+        return write_cfg(tmp, raw), list(expect)
+    return build
+
+
+def text_case(text: str | bytes, *expect: str) -> Case:
+    def build(tmp: Path) -> tuple[Path, list[str]]:
+        path = tmp / "cfg.yaml"
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text)
+        return path, [str(path), *expect]
+    return build
+
+
+def npy_case(which: str, make: Callable[[Path], None], *expect: str) -> Case:
+    """``data.<which>`` read from ``x.npy``, which ``make`` writes."""
+    def build(tmp: Path) -> tuple[Path, list[str]]:
+        make(tmp / "x.npy")
+        return write_cfg(tmp, edit(BASE, f"data.{which}", {"file": "x.npy"})), [f"data.{which}", "x.npy", *expect]
+    return build
+
+
+def save(array: np.ndarray, **kw: Any) -> Callable[[Path], None]:
+    return lambda p: np.save(p, array, **kw)
+
+
+def truncated(shape: tuple[int, ...]) -> Callable[[Path], None]:
+    def make(p: Path) -> None:
+        np.save(p, np.zeros(shape, dtype=np.int8))
+        p.write_bytes(p.read_bytes()[:-5])
+    return make
+
+
+def hw_file_case(text: str | None, *expect: str) -> Case:
+    """``hardware: hw.yaml`` holding ``text`` (None: the file does not exist)."""
+    def build(tmp: Path) -> tuple[Path, list[str]]:
+        if text is not None:
+            (tmp / "hw.yaml").write_text(text)
+        return write_cfg(tmp, edit(BASE, "hardware", "hw.yaml")), ["hw.yaml", *expect]
+    return build
+
+
+def golden_case(tamper: Callable[[Path], None], *expect: str) -> Case:
+    """A real golden case for BASE under ``golden/bad``, then ``tamper(case_dir)``."""
+    def build(tmp: Path) -> tuple[Path, list[str]]:
+        from simulator.config import load_config
+        from simulator.golden import case_files, write_case
+
+        cfg_path = write_cfg(tmp, BASE)
+        cfg = load_config(cfg_path)
+        case_dir = tmp / "golden" / "bad"
+        write_case(case_dir, case_files(cfg, cfg.layer, None))
+        tamper(case_dir)
+        return cfg_path, [str(case_dir), *expect]
+    return build
+
+
+def flip_byte(name: str) -> Callable[[Path], None]:
+    def tamper(case: Path) -> None:
+        data = bytearray((case / name).read_bytes())
+        data[-1] ^= 0x01
+        (case / name).write_bytes(bytes(data))
+    return tamper
+
+
+def truncate_consistently(case: Path) -> None:
+    """Truncate ofmap.npy AND update its sha256: the checksum passes, the .npy check must catch it."""
+    from simulator.files import sha256_file
+
+    path = case / "ofmap.npy"
+    path.write_bytes(path.read_bytes()[:-7])
+    manifest = json.loads((case / "manifest.json").read_text())
+    manifest["tensors"]["ofmap"]["sha256"] = manifest["files"]["ofmap.npy"] = sha256_file(path)
+    (case / "manifest.json").write_text(json.dumps(manifest))
+
+
+def stale_shape(case: Path) -> None:
+    """A consistent golden case (checksums right) for a different layer: ifmap of the wrong shape."""
+    from simulator.files import npy_bytes, sha256_bytes
+
+    data = npy_bytes(np.zeros((1, 2, 4, 4), dtype=np.int8))
+    (case / "ifmap.npy").write_bytes(data)
+    manifest = json.loads((case / "manifest.json").read_text())
+    manifest["tensors"]["ifmap"].update(sha256=sha256_bytes(data), shape=[1, 2, 4, 4])
+    manifest["files"]["ifmap.npy"] = sha256_bytes(data)
+    (case / "manifest.json").write_text(json.dumps(manifest))
+
+
+def network(*layers: dict[str, Any]) -> dict[str, Any]:
+    raw = {k: v for k, v in BASE.items() if k != "layer"}
+    return {**raw, "layers": list(layers)}
+
+
+LAYER = BASE["layer"]
+
+CASES: dict[str, Case] = {
+    # unknown or misspelt keys, at every level
+    "unknown_top_key": mapping_case("nmae", "x", "nmae", "unknown key"),
+    "misspelt_layer_key": mapping_case("layer.kernal_size", 3, "layer.kernal_size", "unknown key",
+                                       "did you mean 'kernel_size'?"),
+    # the misspelling replaces the real key: report the misspelling, not the "missing" key it causes
+    "misspelt_key_instead_of_required": raw_case(
+        {**BASE, "layer": {("kernal_size" if k == "kernel_size" else k): v for k, v in BASE["layer"].items()}},
+        "layer.kernal_size: unknown key (did you mean 'kernel_size'?)"),
+    "unknown_hw_nested_key": mapping_case("hardware.mac_array.rowz", 4, "hardware.mac_array.rowz", "unknown key",
+                                          "did you mean 'rows'?"),
+    "unknown_sram_key": mapping_case("hardware.sram.ifmap.size", 64, "hardware.sram.ifmap.size", "unknown key"),
+    "unknown_data_key": mapping_case("data.sead", 1, "data.sead", "unknown key"),
+    "union_file_misspelt": mapping_case("data.ifmap", {"fil": "a.npy"}, "data.ifmap", "fil"),
+    "union_bad_literal": mapping_case("data.weight", "randm", "data.weight", "randm"),
+    "is_network_set": mapping_case("is_network", True, "is_network"),
+    # wrong types
+    "in_channels_string": mapping_case("layer.in_channels", "two", "layer.in_channels", "two"),
+    "kernel_size_string": mapping_case("layer.kernel_size", "3x3", "layer.kernel_size", "3x3"),
+    "kernel_size_float": mapping_case("layer.kernel_size", 2.5, "layer.kernel_size", "2.5"),
+    "input_shape_3_entries": mapping_case("layer.input_shape", [1, 2, 3], "layer.input_shape", "[1, 2, 3]"),
+    "input_shape_scalar": mapping_case("layer.input_shape", 3, "layer.input_shape", "3"),
+    "bias_not_bool": mapping_case("layer.bias", "maybe", "layer.bias", "maybe"),
+    "groups_bool": mapping_case("layer.groups", True, "layer.groups", "True"),
+    "op_unknown": mapping_case("layer.op", "deconv", "layer.op", "deconv"),
+    "dataflow_xs": mapping_case("hardware.mac_array.dataflow", "xs", "hardware.mac_array.dataflow", "xs"),
+    "layout_nwhc": mapping_case("hardware.layout.activation", "NWHC", "hardware.layout.activation", "NWHC"),
+    "overflow_policy_clip": mapping_case("hardware.accumulator.on_overflow", "clip", "on_overflow", "clip"),
+    "method_unknown": mapping_case("engine.transposed_conv", "winograd", "engine.transposed_conv", "winograd"),
+    "hardware_an_int": mapping_case("hardware", 5, "hardware", "5"),
+    "layer_a_list": mapping_case("layer", [1, 2], "layer", "[1, 2]"),
+    # zero or negative sizes
+    "out_channels_zero": mapping_case("layer.out_channels", 0, "layer.out_channels", "0"),
+    "stride_negative": mapping_case("layer.stride", -1, "layer.stride", "-1"),
+    "padding_negative": mapping_case("layer.padding", [0, -2], "layer.padding", "-2"),
+    "input_shape_zero": mapping_case("layer.input_shape", [1, 2, 0, 3], "layer.input_shape", "0"),
+    "seed_negative": mapping_case("data.seed", -1, "data.seed", "-1"),
+    "clock_zero": mapping_case("hardware.clock_mhz", 0, "hardware.clock_mhz", "0"),
+    "array_zero_rows": mapping_case("hardware.mac_array.rows", 0, "hardware.mac_array.rows", "0"),
+    "banks_zero": mapping_case("hardware.sram.psum.num_banks", 0, "hardware.sram.psum.num_banks", "0"),
+    # cross-field rules
+    "channels_not_divisible": raw_case(edit(edit(BASE, "layer.groups", 2), "layer.out_channels", 3),
+                                       "out_channels=3", "groups=2"),
+    "in_channels_not_divisible": raw_case({**BASE, "layer": {**LAYER, "input_shape": [1, 3, 3, 3],
+                                                             "in_channels": 3, "groups": 2}},
+                                          "in_channels=3", "groups=2"),
+    "input_shape_vs_in_channels": mapping_case("layer.in_channels", 4, "input_shape[1]=2", "in_channels=4"),
+    "output_padding_too_big": mapping_case("layer.output_padding", 2, "output_padding=[2, 2]", "stride=[2, 2]"),
+    "output_padding_on_conv2d": raw_case({**BASE, "layer": {**LAYER, "op": "conv2d"}}, "output_padding=[1, 1]",
+                                         "conv2d"),
+    "output_size_zero_conv2d": raw_case({**BASE, "layer": {**LAYER, "op": "conv2d", "output_padding": 0,
+                                                           "padding": 0, "kernel_size": 5}},
+                                        "layer", "output size", "kernel_size=[5, 5]"),
+    "output_size_negative_transposed": raw_case({**BASE, "layer": {**LAYER, "padding": 5}}, "layer", "output size",
+                                                "padding=[5, 5]"),
+    "pattern_weight_leaves_int8": raw_case({**BASE, "data": {"weight": "pattern"},
+                                            "layer": {**LAYER, "input_shape": [1, 2, 12, 12], "kernel_size": 12}},
+                                           "data.weight", "pattern", "144"),
+    "name_with_slash": mapping_case("name", "a/b", "name", "a/b"),
+    "name_with_dotdot": mapping_case("name", "..", "name", "'..'"),
+    "layer_name_with_dotdot": raw_case(network({**LAYER, "name": "../x"}), "layers[0].name", "../x"),
+    "duplicate_layer_names": raw_case(network({**LAYER, "name": "a"}, {**LAYER, "name": "a"}), "layers", "a"),
+    "layers_empty": raw_case(network(), "layers", "[]"),
+    "layer_and_layers": raw_case({**BASE, "layers": [LAYER]}, "layer", "layers"),
+    "no_layer": raw_case({k: v for k, v in BASE.items() if k != "layer"}, "layer", "layers"),
+    # .npy inputs
+    "ifmap_npy_out_of_int8": npy_case("ifmap", save(np.full(IFMAP_SHAPE, 300, dtype=np.int16)), "300", "int8"),
+    "ifmap_npy_float": npy_case("ifmap", save(np.zeros(IFMAP_SHAPE, dtype=np.float32)), "float32"),
+    "ifmap_npy_wrong_shape": npy_case("ifmap", save(np.zeros((1, 2, 3, 4), dtype=np.int8)), "[1, 2, 3, 4]",
+                                      "[1, 2, 3, 3]"),
+    "ifmap_npy_truncated": npy_case("ifmap", truncated(IFMAP_SHAPE), "truncated"),
+    "ifmap_not_npy": npy_case("ifmap", lambda p: p.write_text("1 2 3\n"), "not a .npy file"),
+    "ifmap_pickled_object": npy_case("ifmap", save(np.array([{"a": 1}], dtype=object), allow_pickle=True),
+                                     "pickle"),
+    "ifmap_npy_missing": npy_case("ifmap", lambda p: None, "not found"),
+    "ifmap_npy_is_directory": npy_case("ifmap", lambda p: p.mkdir(), "directory"),
+    "weight_npy_out_of_int8": npy_case("weight", save(np.full(WEIGHT_SHAPE, -129, dtype=np.int32)), "-129"),
+    "weight_npy_wrong_shape": npy_case("weight", save(np.zeros((2, 2, 3), dtype=np.int8)), "[2, 2, 3]",
+                                       "[2, 2, 3, 3]"),
+    "weight_npy_bool": npy_case("weight", save(np.zeros(WEIGHT_SHAPE, dtype=bool)), "bool"),
+    "bias_npy_out_of_int32": npy_case("bias", save(np.full((2,), 2**40, dtype=np.int64)), str(2**40)),
+    "bias_npy_pickled": npy_case("bias", save(np.array([None, None], dtype=object), allow_pickle=True), "pickle"),
+    # hardware
+    "sram_too_small": mapping_case("hardware.sram.ifmap.size_bytes", 16, "hardware.sram", "16"),
+    "missing_hw_file": hw_file_case(None, "not found"),
+    "hw_file_not_yaml": hw_file_case("mac_array: {rows: [\n", "not valid YAML"),
+    "hw_file_a_list": hw_file_case("- 1\n- 2\n", "list"),
+    "hw_file_bad_value": hw_file_case("mac_array: {rows: -4}\n", "hardware.mac_array.rows", "-4"),
+    # the config file itself
+    "config_not_yaml": text_case("name: x\nlayer: {op: [\n", "not valid YAML", "line"),
+    "config_empty": text_case("", "empty"),
+    "config_only_comment": text_case("# nothing\n", "empty"),
+    "config_top_level_list": text_case("- name: x\n", "mapping", "list"),
+    "config_top_level_scalar": text_case("42\n", "mapping", "int"),
+    "config_not_utf8": text_case(b"name: \xff\xfe\n", "UTF-8"),
+    "config_tab_indent": text_case("name: x\nlayer:\n\tin_channels: 1\n", "not valid YAML"),
+    # golden cases
+    "golden_tampered": golden_case(flip_byte("ofmap.npy"), "ofmap.npy", "sha256"),
+    "golden_truncated_consistent_sha": golden_case(truncate_consistently, "ofmap.npy", "not a valid .npy"),
+    "golden_missing_manifest": golden_case(lambda c: (c / "manifest.json").unlink(), "manifest.json"),
+    "golden_manifest_not_json": golden_case(lambda c: (c / "manifest.json").write_text("{"), "manifest.json"),
+    "golden_missing_tensor": golden_case(lambda c: (c / "weight.npy").unlink(), "weight.npy"),
+    "golden_stale_shape": golden_case(stale_shape, "ifmap", "[1, 2, 4, 4]", "[1, 2, 3, 3]"),
+}
+
+
+def _check_one_line(code: int, err: str, expect: list[str]) -> None:
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("convsim: error: "), err
+    for piece in expect:
+        assert piece in lines[0], f"{piece!r} not in {lines[0]!r}"
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse
+        code = int(exc.code or 0)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input_one_line_error(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config, expect = CASES[name](tmp_path)
+    out = tmp_path / "out"
+    code, err = _run(["run", str(config), "--out", str(out), "--golden-dir", str(tmp_path / "golden")], capsys)
+    _check_one_line(code, err, expect)
+    assert not out.exists()
+    assert not (tmp_path / "runs").exists()
+
+
+def test_catalogue_has_at_least_40_cases() -> None:
+    assert len(CASES) >= 40
+
+
+# ------------------------------------------------------------------------------------------- paths and arguments
+
+
+def test_directory_as_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _run(["run", str(tmp_path), "--out", str(tmp_path / "out")], capsys)
+    _check_one_line(code, err, [str(tmp_path), "directory"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _run(["run", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "out")], capsys)
+    _check_one_line(code, err, ["nope.yaml", "not found"])
+
+
+def test_missing_config_argument_is_a_one_line_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _run(["run"], capsys)
+    _check_one_line(code, err, ["run", "config", "--help"])
+
+
+def test_unknown_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _run(["rnu", "x.yaml"], capsys)
+    _check_one_line(code, err, ["rnu"])
+
+
+def _unwritable_out(tmp_path: Path) -> tuple[Path, str]:
+    """An output path the current user cannot create: a read-only directory, or (root) a path under a file."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if os.access(locked, os.W_OK):  # root: permissions do not stop writes
+        blocker = tmp_path / "somefile"
+        blocker.write_text("x")
+        return blocker / "sub", str(blocker)
+    return locked / "sub", str(locked)
+
+
+@pytest.mark.parametrize("dumps", [False, True])
+def test_unwritable_output_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str], dumps: bool) -> None:
+    config = write_cfg(tmp_path, BASE)
+    out, named = _unwritable_out(tmp_path)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    argv = ["run", str(config), "--out", str(out), "--golden-dir", str(tmp_path / "golden")]
+    code, err = _run([*argv, *([] if dumps else ["--no-dumps"])], capsys)
+    _check_one_line(code, err, ["output directory", named])
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    (tmp_path / "locked").chmod(0o700)
+
+
+def test_golden_into_unwritable_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_cfg(tmp_path, BASE)
+    out, named = _unwritable_out(tmp_path)
+    code, err = _run(["golden", str(config), "--golden-dir", str(out)], capsys)
+    _check_one_line(code, err, [named])
+    (tmp_path / "locked").chmod(0o700)
+
+
+def test_golden_of_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_cfg(tmp_path, edit(BASE, "layer.stride", 0))
+    code, err = _run(["golden", str(config), "--golden-dir", str(tmp_path / "g")], capsys)
+    _check_one_line(code, err, ["layer.stride", "0"])
+    assert not (tmp_path / "g").exists()
+
+
+# ------------------------------------------------------------------------------------------------ real processes
+
+
+@pytest.mark.parametrize("name", ["misspelt_layer_key", "ifmap_pickled_object", "config_not_yaml",
+                                  "golden_tampered"])
+def test_bad_input_in_a_real_process(name: str, tmp_path: Path) -> None:
+    config, expect = CASES[name](tmp_path)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "simulator", "run", str(config), "--out", str(out),
+                           "--golden-dir", str(tmp_path / "golden")], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)
+    _check_one_line(proc.returncode, proc.stderr, expect)
+    assert proc.stdout == ""
+    assert not out.exists()
+
+
+def test_usage_error_in_a_real_process(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "simulator", "run"], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=60)
+    _check_one_line(proc.returncode, proc.stderr, ["config"])
