@@ -138,6 +138,15 @@ def ordered_accumulate(weight_rows: np.ndarray, cols: np.ndarray, policy: Overfl
     return acc, overflowed
 
 
+def bias_add_is_safe(reduction_length: int, bias: np.ndarray) -> bool:
+    """True when ``psum + bias`` cannot leave int32 for any psum the MAC array can hold: an order-free
+    reduction (exact under every policy) of ``reduction_length`` int8 products is at most that many times
+    MAX_PRODUCT in magnitude. Then the bias add needs no widening and no check (see :func:`add_bias_int32`)."""
+    if not reduction_is_order_free(reduction_length) or bias.size == 0:
+        return reduction_is_order_free(reduction_length)
+    return reduction_length * MAX_PRODUCT + int(np.abs(bias.astype(np.int64)).max()) <= INT32_MAX
+
+
 def add_bias_int32(psum: np.ndarray, bias: np.ndarray, policy: OverflowPolicy,
                    origin: Coord = (), scale: Coord = ()) -> np.ndarray:
     """Write-back adder: int32 psum (C, H, W) + int32 bias (C,) -> int32, under ``policy``."""

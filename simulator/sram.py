@@ -71,6 +71,23 @@ def to_physical(logical: np.ndarray, layout: Layout, c0: int) -> np.ndarray:
     return np.ascontiguousarray(padded.reshape(c1, c0, h, w).transpose(0, 2, 3, 1))
 
 
+def store_physical(physical: np.ndarray, logical: np.ndarray, layout: Layout) -> None:
+    """Write ``logical`` into ``physical`` (an array in storage order, e.g. a view of an SRAM image) in place:
+    the same bytes as ``to_physical`` (the NC1HWC0 channel tail zero-filled), without an intermediate copy."""
+    if layout in ROW_MAJOR_LAYOUTS:
+        physical[...] = logical
+    elif layout == "NHWC":
+        physical[...] = logical.transpose(1, 2, 0)
+    else:
+        c0 = physical.shape[3]
+        blocks = physical.transpose(0, 3, 1, 2)  # (C1, c0, H, W), a view
+        full, rem = divmod(logical.shape[0], c0)
+        blocks[:full] = logical[:full * c0].reshape(full, c0, *logical.shape[1:])
+        if rem:
+            blocks[full, :rem] = logical[full * c0:]
+            blocks[full, rem:] = 0
+
+
 def from_physical(physical: np.ndarray, shape: tuple[int, ...], layout: Layout) -> np.ndarray:
     """Array in storage order -> logical view (a view where the layout allows; no copy)."""
     if layout in ROW_MAJOR_LAYOUTS:
@@ -158,12 +175,14 @@ class Sram:
             )
 
     def write(self, region: Region, logical: np.ndarray) -> None:
-        """Store a logical array into the region's bytes through its layout."""
+        """Store a logical array into the region's bytes through its layout (one pass: the layout permutation
+        and the cast to the region's dtype happen in the copy into the image)."""
         self.check_fits(region)
         if tuple(logical.shape) != region.shape:
-            raise ValueError(f"region {region.name}: writing shape {logical.shape}, region is {region.shape}")
-        phys = to_physical(np.asarray(logical, dtype=np.dtype(region.dtype)), region.layout, region.c0)
-        self.images[region.buffer][region.base_addr:region.end_addr] = phys.reshape(-1).view(np.uint8)
+            raise ValueError(f"region {region.name!r}: writing shape {logical.shape}, region is {region.shape}")
+        phys = self.raw(region).view(np.dtype(region.dtype)).reshape(
+            physical_shape(region.shape, region.layout, region.c0))
+        store_physical(phys, logical, region.layout)
         self.peak_bytes[region.buffer] = max(self.peak_bytes[region.buffer], region.end_addr)
 
     def raw(self, region: Region) -> np.ndarray:

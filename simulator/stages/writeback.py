@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from simulator.config import DmaConfig
-from simulator.fixedpoint import add_bias_int32
+from simulator.fixedpoint import add_bias_int32, bias_add_is_safe
 from simulator.geometry import ceil_div
 from simulator.sram import Sram
 from simulator.stages.common import Dram, LayerContext, StageCost
@@ -22,11 +22,17 @@ from simulator.tiling import ConvJob, Tile
 # ------------------------------------------------------------------------------------------------- values (pure)
 
 
+def out_slice(ofmap: np.ndarray, part_shape: tuple[int, ...], job: ConvJob) -> np.ndarray:
+    """The strided view of the tile ofmap that a job's output (M, h, w) lands on: ``out_start + (r, c) *
+    out_step``."""
+    (r0, c0), (sr, sc) = job.out_start, job.out_step
+    h, w = part_shape[1:]
+    return ofmap[:, r0:r0 + (h - 1) * sr + 1:sr, c0:c0 + (w - 1) * sc + 1:sc]
+
+
 def interleave(ofmap: np.ndarray, part: np.ndarray, job: ConvJob) -> None:
     """Place a job's output (M, h, w) into the tile ofmap at ``out_start + (r, c) * out_step`` (in place)."""
-    (r0, c0), (sr, sc) = job.out_start, job.out_step
-    h, w = part.shape[1:]
-    ofmap[:, r0:r0 + (h - 1) * sr + 1:sr, c0:c0 + (w - 1) * sc + 1:sc] = part
+    out_slice(ofmap, part.shape, job)[...] = part
 
 
 # -------------------------------------------------------------------------------------------------- cost (pure)
@@ -56,19 +62,28 @@ def cost(ctx: LayerContext, tile: Tile) -> StageCost:
 def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
     policy = ctx.hw.accumulator.on_overflow
     bias = sram.read(tile.region("bias"))
+    column = bias[:, None, None]
     region = tile.region("ofmap")
     origin = (tile.n, tile.oc[0], tile.oh[0], 0)
+    safe = bias_add_is_safe(ctx.layer.reduction_length, bias)  # then a plain int32 add is exact
     if ctx.plan.method == "phase":
-        # interleave the phase psums into one int32 tile (channels-last memory, as NHWC stores it), then one bias
-        # add and one narrowing over the tile (overflow reported at the first output in NCHW order); outputs of
-        # phases with no kernel tap are bias alone
+        # interleave the phase psums into one int32 tile (channels-last memory, as NHWC stores it); outputs of
+        # phases with no kernel tap are bias alone. When the add cannot overflow, it is fused into the
+        # interleave; otherwise one widening add and one narrowing over the tile (the first overflow reported
+        # in NCHW order).
         c, h, w = region.shape
-        psum = np.empty((h, w, c), dtype=np.int32).transpose(2, 0, 1)
+        out = np.empty((h, w, c), dtype=np.int32).transpose(2, 0, 1)
         if sum(job.out_hw[0] * job.out_hw[1] for job in tile.jobs) != h * w:
-            psum[...] = 0
+            out[...] = column if safe else 0
         for job in tile.jobs:
-            interleave(psum, sram.read(tile.region(job.psum_region)), job)
+            part = sram.read(tile.region(job.psum_region))
+            if safe:
+                np.add(part, column, out=out_slice(out, part.shape, job))
+            else:
+                interleave(out, part, job)
+        result = out if safe else add_bias_int32(out, bias, policy, origin=origin)
     else:
         psum = sram.read(tile.region("psum"))
-    sram.write(region, add_bias_int32(psum, bias, policy, origin=origin))
+        result = np.add(psum, column, dtype=np.int32) if safe else add_bias_int32(psum, bias, policy, origin=origin)
+    sram.write(region, result)
     dram.ofmap[tile.n, tile.oc[0]:tile.oc[1], tile.oh[0]:tile.oh[1], :] = sram.read(region)
