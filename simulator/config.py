@@ -349,7 +349,8 @@ def format_validation_error(err: ValidationError, source: str, single_layer: boo
     loc = [p for p in first["loc"] if not (isinstance(p, str) and ("[" in p or p == "FileSource"))]
     if single_layer and loc[:2] == ["layers", 0]:
         loc = ["layer", *loc[2:]]
-    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).removeprefix(".")
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" if str(p).isidentifier() else f"[{str(p)!r}]"
+                    for p in loc).removeprefix(".")
     where = f"{where}: " if where else ""
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "string_pattern_mismatch":

@@ -386,3 +386,14 @@ def test_usage_error_in_a_real_process(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "simulator", "run"], capture_output=True, text=True, env=env,
                           cwd=tmp_path, timeout=60)
     _check_one_line(proc.returncode, proc.stderr, ["config"])
+
+
+def test_unknown_key_that_is_not_a_name_stays_on_one_line(tmp_path: Path) -> None:
+    """A key with a newline or spaces (a YAML slip) is quoted, so the error is still one line."""
+    from simulator.config import config_from_mapping
+    from simulator.errors import ConfigError
+
+    raw = edit(BASE, "layer.odd\nkey ", 1)
+    with pytest.raises(ConfigError) as info:
+        config_from_mapping(raw, tmp_path, source="cfg.yaml")
+    assert str(info.value) == "cfg.yaml: layer['odd\\nkey ']: unknown key"
