@@ -238,6 +238,9 @@ class _Planner:
             self.geometry[buffer] = (row, room, cfg.size_bytes)
         if method == "phase":
             self.axes_h, self.axes_w = phase_axes(layer, 0), phase_axes(layer, 1)
+            # per row phase: (index, phase, input offset, rows its taps reach past the first)
+            self.row_phases = [(i, ph.phase, ph.offset, (len(ph.taps) - 1) * ph.dilation)
+                               for i, ph in enumerate(self.axes_h)]
             pairs = phase_pairs(layer)
             self.n_pairs = len(pairs)
             self.sub = (len(pairs[0][0].taps), len(pairs[0][1].taps)) if pairs else (1, 1)
@@ -272,20 +275,20 @@ class _Planner:
             return (lo, hi), (rows, hi - lo, (rows - 1 + self.span_h, self.staged_w)), (rows,)
         # phase: rows of phase a are m in [oh0/s, ...); oh0 is a multiple of s_h. Per row phase with outputs in
         # oh: its first and end phase row m0, m1 and the first input row it reads
-        sh, h_in = self.stride[0], self.h_in
+        sh, h_in, o0, o1 = self.stride[0], self.h_in, oh[0], oh[1]
         jobs, lo, hi = [], h_in, 0
-        for i, ph in enumerate(self.axes_h):
-            m0 = ceil_div(oh[0] - ph.phase, sh)
-            m1 = ceil_div(oh[1] - ph.phase, sh)
+        for i, phase, offset, reach in self.row_phases:
+            m0, m1 = (o0 - phase + sh - 1) // sh, (o1 - phase + sh - 1) // sh  # ceil_div
             if m1 <= m0:
                 continue
-            first = m0 + ph.offset
-            last = m1 - 1 + ph.offset + (len(ph.taps) - 1) * ph.dilation
-            lo, hi = min(lo, max(0, first)), max(hi, min(h_in, last + 1))
+            first = m0 + offset
+            lo = min(lo, first if first > 0 else 0)
+            last = m1 + offset + reach  # one past the last input row read
+            hi = max(hi, last if last < h_in else h_in)
             jobs.append((i, m0, m1, first))
         window = (lo, hi) if hi > lo else (0, 0)
-        shape = (rows, window[1] - window[0], tuple((self.axes_h[i].phase, m1 - m0) for i, m0, m1, _ in jobs))
-        job_key = tuple((i, window[0] - first, m1 - m0, m0 * sh + self.axes_h[i].phase - oh[0])
+        shape = (rows, window[1] - window[0], tuple((self.row_phases[i][1], m1 - m0) for i, m0, m1, _ in jobs))
+        job_key = tuple((i, window[0] - first, m1 - m0, m0 * sh + self.row_phases[i][1] - o0)
                         for i, m0, m1, first in jobs)
         return window, shape, job_key
 
