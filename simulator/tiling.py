@@ -22,7 +22,9 @@ re-loaded, and the DRAM traffic shows it).
 from __future__ import annotations
 
 import functools
+import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -183,18 +185,19 @@ class TilePlan:
 
 def _oc_ranges(layer: LayerConfig, oc_per_tile: int) -> list[tuple[Range, Range]]:
     """Output-channel tiles as (oc range, group range); a tile never straddles a group boundary partially."""
-    cout_g = layer.out_channels // layer.groups
-    out = []
+    return list(_iter_oc_ranges(layer.out_channels // layer.groups, layer.groups, oc_per_tile))
+
+
+def _iter_oc_ranges(cout_g: int, groups: int, oc_per_tile: int) -> Iterator[tuple[Range, Range]]:
     if oc_per_tile >= cout_g:
         gpt = oc_per_tile // cout_g
-        for g0 in range(0, layer.groups, gpt):
-            g1 = min(layer.groups, g0 + gpt)
-            out.append(((g0 * cout_g, g1 * cout_g), (g0, g1)))
+        for g0 in range(0, groups, gpt):
+            g1 = min(groups, g0 + gpt)
+            yield (g0 * cout_g, g1 * cout_g), (g0, g1)
     else:
-        for g in range(layer.groups):
+        for g in range(groups):
             for j in range(0, cout_g, oc_per_tile):
-                out.append(((g * cout_g + j, g * cout_g + min(cout_g, j + oc_per_tile)), (g, g + 1)))
-    return out
+                yield (g * cout_g + j, g * cout_g + min(cout_g, j + oc_per_tile)), (g, g + 1)
 
 
 def _row_ranges(out_h: int, rows: int) -> list[Range]:
@@ -273,9 +276,17 @@ class _Planner:
             # (C, H, W) -> insert s-1 zeros -> (C, (H-1)s+1, (W-1)s+1) -> pad d(k-1)-p (+output_padding far side)
             lo, hi = swell_input_window(layer, *oh)
             return (lo, hi), (rows, hi - lo, (rows - 1 + self.span_h, self.staged_w)), (rows,)
-        # phase: rows of phase a are m in [oh0/s, ...); oh0 is a multiple of s_h. Per row phase with outputs in
-        # oh: its first and end phase row m0, m1 and the first input row it reads
-        sh, h_in, o0, o1 = self.stride[0], self.h_in, oh[0], oh[1]
+        window, jobs = self._phase_rows(*oh)
+        phases, sh = self.row_phases, self.stride[0]
+        shape = (rows, window[1] - window[0], tuple((phases[i][1], m1 - m0) for i, m0, m1, _ in jobs))
+        job_key = tuple((i, window[0] - first, m1 - m0, m0 * sh + phases[i][1] - oh[0]) for i, m0, m1, first in jobs)
+        return window, shape, job_key
+
+    def _phase_rows(self, o0: int, o1: int) -> tuple[Range, list[tuple[int, int, int, int]]]:
+        """Phase method, output rows [o0, o1): the input rows to load, and per row phase with outputs there its
+        (index, first and end phase row m0, m1, first input row read). Rows of phase a are m in [o0/s, ...); o0 is
+        a multiple of s_h."""
+        sh, h_in = self.stride[0], self.h_in
         jobs, lo, hi = [], h_in, 0
         for i, phase, offset, reach in self.row_phases:
             m0, m1 = (o0 - phase + sh - 1) // sh, (o1 - phase + sh - 1) // sh  # ceil_div
@@ -286,11 +297,15 @@ class _Planner:
             last = m1 + offset + reach  # one past the last input row read
             hi = max(hi, last if last < h_in else h_in)
             jobs.append((i, m0, m1, first))
-        window = (lo, hi) if hi > lo else (0, 0)
-        shape = (rows, window[1] - window[0], tuple((self.row_phases[i][1], m1 - m0) for i, m0, m1, _ in jobs))
-        job_key = tuple((i, window[0] - first, m1 - m0, m0 * sh + self.row_phases[i][1] - o0)
-                        for i, m0, m1, first in jobs)
-        return window, shape, job_key
+        return ((lo, hi) if hi > lo else (0, 0)), jobs
+
+    def _shape(self, oh: Range) -> ShapeKey:
+        """The region-size key of output rows ``oh`` alone (what the search needs; no jobs, no memo)."""
+        if self.method != "phase":
+            return self._window(oh)[1]
+        window, jobs = self._phase_rows(*oh)
+        phases = self.row_phases
+        return oh[1] - oh[0], window[1] - window[0], tuple((phases[i][1], m1 - m0) for i, m0, m1, _ in jobs)
 
     def jobs(self, key: ShapeKey) -> tuple[ConvJob, ...]:
         """The MAC jobs of a tile, from its job key (relative to the tile's first output row)."""
@@ -321,9 +336,9 @@ class _Planner:
         """The distinct region-size keys of the tiles ``rows`` output rows high, in tile order."""
         keys = self._shapes.get(rows)
         if keys is None:
-            seen = {}
+            seen: dict[ShapeKey, None] = {}
             for oh in _row_ranges(self.out_h, rows):
-                seen.setdefault(self.rows(oh)[1], None)
+                seen.setdefault(self._shape(oh), None)
             keys = self._shapes[rows] = list(seen)
         return keys
 
@@ -396,7 +411,8 @@ class _Planner:
 
     def fits(self, rows: int, oc_per_tile: int) -> str | None:
         """None when every tile ``rows`` high and ``oc_per_tile`` wide fits, else the first overflow."""
-        for oc, groups in _oc_ranges(self.layer, oc_per_tile)[:2]:
+        # the first two output-channel tiles: a full one and (when there is one) the next, maybe a tail
+        for oc, groups in itertools.islice(_iter_oc_ranges(self.cout_g, self.layer.groups, oc_per_tile), 2):
             oc_n, ic_n = oc[1] - oc[0], (groups[1] - groups[0]) * self.cin_g
             for shape in self.shapes(rows):
                 err = self.spec(shape, oc_n, ic_n)[1]
