@@ -68,3 +68,38 @@ def test_fold_model_by_hand():
     ws_db = MacArrayConfig(rows=4, cols=4, dataflow="ws", weight_double_buffer=True)
     assert fold_model(10, 9, 3, ws_db) == (4 + 3 * (4 + 4 + 10 - 2), 3)
     assert fold_model(0, 9, 3, mac) == (0, 0)
+
+
+def _reference(x, w, groups, dilation, in_offset, out_hw):
+    """Direct int64 sums, loops over taps written out here: out[m, r, c] = sum over (ci, u, v) of
+    w[m, ci, u, v] * canvas[g*Cg + ci, r + u*dh, c + v*dw], the canvas holding x at ``in_offset``."""
+    m, cg, kh, kw = w.shape
+    c, h, wi = x.shape
+    oh, ow = out_hw
+    ch, cw = oh + dilation[0] * (kh - 1), ow + dilation[1] * (kw - 1)
+    canvas = np.zeros((c, ch, cw), dtype=np.int64)
+    r0, c0 = in_offset
+    ys, xs = slice(max(0, r0), min(ch, r0 + h)), slice(max(0, c0), min(cw, c0 + wi))
+    canvas[:, ys, xs] = x[:, ys.start - r0:ys.stop - r0, xs.start - c0:xs.stop - c0]
+    out = np.zeros((m, oh, ow), dtype=np.int64)
+    for j in range(m):
+        g = j // (m // groups)
+        for u in range(kh):
+            for v in range(kw):
+                patch = canvas[g * cg:(g + 1) * cg, u * dilation[0]:u * dilation[0] + oh,
+                               v * dilation[1]:v * dilation[1] + ow]
+                out[j] += np.tensordot(w[j, :, u, v].astype(np.int64), patch, axes=1)
+    return out
+
+
+def test_mostly_zero_input_deep_channels():
+    """A swelled-looking input (one pixel in four non-zero) with more channels than outputs: the engine may skip
+    the all-zero pixels, and the sums must not change; also one lone non-zero channel in a 'zero' pixel."""
+    rng = np.random.default_rng(7)
+    for groups, dilation, offset in ((1, (1, 1), (0, 0)), (2, (2, 1), (1, -1))):
+        x = np.zeros((64, 9, 9), dtype=np.int8)
+        x[:, 1::2, 1::2] = rng.integers(-128, 128, size=(64, 4, 4))
+        x[5, 0, 0] = -128  # a pixel the swell pattern says is zero, holding one value
+        w = rng.integers(-128, 128, size=(6, 64 // groups, 3, 3), dtype=np.int8)
+        got = conv(x, w, groups=groups, dilation=dilation, in_offset=offset, out_hw=(5, 6))
+        np.testing.assert_array_equal(got, _reference(x, w, groups, dilation, offset, (5, 6)))

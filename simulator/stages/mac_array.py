@@ -135,10 +135,75 @@ def _conv_row_gemms(x: np.ndarray, specs: list[ConvSpec], groups: int) -> list[n
     return out
 
 
+SPARSE_MAX_DENSITY = 0.25  # below this fraction of non-zero input pixels, GEMM only those pixels
+SCATTER_BUDGET_ELEMENTS = 1 << 20  # largest 0/1 scatter matrix (4-8 MiB) before per-element adds
+
+
+def _nonzero_pixels(x: np.ndarray) -> np.ndarray:
+    """Flat indices (row-major over H, W) of the pixels of x (C, H, W) with any non-zero channel."""
+    return np.flatnonzero(x.reshape(x.shape[0], -1).any(axis=0))
+
+
+def _conv_pixel_gemms(x: np.ndarray, specs: list[ConvSpec], groups: int, pixels: np.ndarray) -> list[np.ndarray]:
+    """Exact sums of stride-1 convs of one staged input, by GEMMs over its non-zero pixels only.
+
+    A pixel whose channels are all zero contributes nothing to any output, so skipping it is exact whatever the
+    data (the check is on the values read from SRAM, not on where zeros are expected to be): a swelled ifmap is
+    mostly such pixels. Per output channel m one GEMM ``pixels (P, C) @ W[m] (C, kh*kw)`` (the weight in its own
+    memory order: no reordering copy) gives every product; tap (u, v) moves input pixel (y, x) to output
+    (y - su, x - sv) (see :func:`_conv_row_gemms`). The products reach their outputs through a 0/1 scatter
+    matrix (P*kh*kw, OH*OW), one more GEMM, when the tile has no more outputs than channels (the scatter GEMM
+    then costs less than the products); otherwise by one fancy-indexed add per tap (a one-to-one map: no
+    collisions). Same exactness rules and return value as :func:`_conv_row_gemms`."""
+    c, h, w_in = x.shape
+    cg = c // groups
+    ys, xs = np.divmod(pixels, w_in)
+    flat = np.ascontiguousarray(x.reshape(c, h * w_in)[:, pixels].T, dtype=np.float32)  # (P, C)
+    out = []
+    for weight, dilation, in_offset, out_hw in specs:
+        m, _, kh, kw = weight.shape
+        mg, taps, outputs = m // groups, kh * kw, out_hw[0] * out_hw[1]
+        dtype = np.float32 if taps * cg <= F32_EXACT_CHANNELS else np.float64
+        acc = np.zeros((m, outputs), dtype=dtype)
+        wf = weight.astype(np.float32).reshape(groups, mg, cg, taps)  # contiguous cast, no reorder
+        su = np.repeat(np.arange(kh) * dilation[0] - in_offset[0], kw)  # per tap t = u*kw + v
+        sv = np.tile(np.arange(kw) * dilation[1] - in_offset[1], kh)
+        oy, ox = ys[:, None] - su, xs[:, None] - sv  # (P, T): the output each product lands on
+        hits = np.flatnonzero((oy >= 0) & (oy < out_hw[0]) & (ox >= 0) & (ox < out_hw[1]))  # into P*T
+        targets = (oy * out_hw[1] + ox).ravel()[hits]
+        scatter = None
+        if outputs <= cg and pixels.size * taps * outputs <= SCATTER_BUDGET_ELEMENTS:  # cheaper than the products
+            scatter = np.zeros((pixels.size * taps, outputs), dtype=dtype)
+            scatter[hits, targets] = 1
+        for g in range(groups):
+            for c0 in range(0, cg, F32_EXACT_CHANNELS):
+                c1 = min(cg, c0 + F32_EXACT_CHANNELS)
+                prod = np.matmul(flat[:, g * cg + c0:g * cg + c1], wf[g, :, c0:c1]).reshape(mg, -1)  # (Mg, P*T)
+                if scatter is not None:
+                    acc[g * mg:(g + 1) * mg] += prod.astype(dtype, copy=False) @ scatter
+                else:
+                    for t in range(taps):  # within one tap the map is one-to-one: a plain fancy-indexed add
+                        mine = hits[hits % taps == t]
+                        acc[g * mg:(g + 1) * mg, targets[hits % taps == t]] += prod[:, mine]
+        out.append(acc.reshape(m, *out_hw))
+    return out
+
+
+def _conv_exact(x: np.ndarray, specs: list[ConvSpec], groups: int) -> list[np.ndarray]:
+    """Exact float sums of the jobs ``specs`` over one staged input: over its non-zero pixels when they are
+    few (a swelled ifmap) and the tile has no more outputs than channels per group (deep, small layers: the
+    products' scatter is then cheap), else by row GEMMs."""
+    pixels = _nonzero_pixels(x)
+    outputs = max(spec[3][0] * spec[3][1] for spec in specs)
+    if pixels.size < SPARSE_MAX_DENSITY * x.shape[1] * x.shape[2] and outputs <= x.shape[0] // groups:
+        return _conv_pixel_gemms(x, specs, groups, pixels)
+    return _conv_row_gemms(x, specs, groups)
+
+
 def _conv_shifted(x: np.ndarray, weight: np.ndarray, groups: int, dilation: Pair, in_offset: Pair,
                   out_hw: Pair) -> np.ndarray:
     """Exact sums (M, OH, OW) of one stride-1 conv, float (see :func:`_conv_row_gemms`)."""
-    return _conv_row_gemms(x, [(weight, dilation, in_offset, out_hw)], groups)[0]
+    return _conv_exact(x, [(weight, dilation, in_offset, out_hw)], groups)[0]
 
 
 def _row_gemm_ok(k: int, stride: Pair, cg: int, policy: OverflowPolicy) -> bool:
@@ -254,7 +319,7 @@ def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
     fused = all(_row_gemm_ok(w.shape[1] * w.shape[2] * w.shape[3], job.stride, w.shape[1], policy)
                 and min(w.shape[0], *job.out_hw) > 0 for job, w in zip(tile.jobs, job_weights, strict=True))
     if fused:  # every job of the tile reads the same staged input: one pass of shared band GEMMs
-        exact = _conv_row_gemms(x, [(w, job.dilation, job.in_offset, job.out_hw)
+        exact = _conv_exact(x, [(w, job.dilation, job.in_offset, job.out_hw)
                                     for job, w in zip(tile.jobs, job_weights, strict=True)], groups)
     for i, (job, w) in enumerate(zip(tile.jobs, job_weights, strict=True)):
         origin = (tile.n, tile.oc[0], tile.oh[0] + job.out_start[0], job.out_start[1])
