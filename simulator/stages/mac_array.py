@@ -194,7 +194,7 @@ def _conv_exact(x: np.ndarray, specs: list[ConvSpec], groups: int) -> list[np.nd
     few (a swelled ifmap) and the tile has no more outputs than channels per group (deep, small layers: the
     products' scatter is then cheap), else by row GEMMs."""
     pixels = _nonzero_pixels(x)
-    outputs = max(spec[3][0] * spec[3][1] for spec in specs)
+    outputs = max((spec[3][0] * spec[3][1] for spec in specs), default=0)
     if pixels.size < SPARSE_MAX_DENSITY * x.shape[1] * x.shape[2] and outputs <= x.shape[0] // groups:
         return _conv_pixel_gemms(x, specs, groups, pixels)
     return _conv_row_gemms(x, specs, groups)

@@ -31,7 +31,10 @@ def place_on_canvas(x: np.ndarray, stride: Pair, offset: Pair, canvas_hw: Pair,
     are dropped. This is the swelling DMA's address pattern, and the MAC array's implicit-padding one.
     """
     c, h, w = x.shape
-    canvas = np.zeros((c, *canvas_hw), dtype=dtype)
+    if c > 1 and x.strides[0] == x.itemsize:  # x is channels-last in memory (read from NHWC): keep it so
+        canvas = np.zeros((*canvas_hw, c), dtype=dtype).transpose(2, 0, 1)
+    else:
+        canvas = np.zeros((c, *canvas_hw), dtype=dtype)
     rows = scatter_map(0, h, 0, canvas_hw[0], stride[0], offset[0])
     cols = scatter_map(0, w, 0, canvas_hw[1], stride[1], offset[1])
     if rows.count and cols.count:

@@ -27,7 +27,7 @@ def flip_and_swap(weight: np.ndarray, groups: int) -> np.ndarray:
     cin_g = c_in // groups
     # (G*Cin_g, Cout_g, kh, kw) -> (G, Cin_g, Cout_g, kh, kw) -> (G, Cout_g, Cin_g, kh, kw) -> flip kh, kw
     per_group = weight.reshape(groups, cin_g, cout_g, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
-    return np.ascontiguousarray(per_group.reshape(groups * cout_g, cin_g, kh, kw))
+    return per_group.reshape(groups * cout_g, cin_g, kh, kw)  # a view when groups == 1 (the SRAM write copies)
 
 
 def phase_kernel(weight: np.ndarray, groups: int, ph: PhaseAxis, pw: PhaseAxis) -> np.ndarray:
