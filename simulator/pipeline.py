@@ -102,6 +102,15 @@ def _tensors(cfg: SimConfig, layer: LayerConfig, index: int, ifmap: np.ndarray |
     return LayerTensors(chosen[0], chosen[1], b)
 
 
+def _dram_ofmap(layer: LayerConfig, hw: HardwareConfig) -> np.ndarray:
+    """The zeroed DRAM ofmap, logically (N, C, OH, OW). With ``dram_layout: native`` and NHWC activations DRAM
+    holds it channels-last, as the store writes it (the returned array is an NCHW view of that memory)."""
+    n, c, oh, ow = layer.output_shape
+    if hw.dma.dram_layout == "native" and hw.layout.activation == "NHWC":
+        return np.zeros((n, oh, ow, c), dtype=np.int32).transpose(0, 3, 1, 2)
+    return np.zeros((n, c, oh, ow), dtype=np.int32)
+
+
 def simulate_layer(layer: LayerConfig, hw: HardwareConfig, method_choice: str, tensors: LayerTensors | None,
                    observer: Observer | None = None) -> SimResult:
     """Run one layer through the engine. ``tensors=None`` runs the cycle model only (no values)."""
@@ -111,7 +120,7 @@ def simulate_layer(layer: LayerConfig, hw: HardwareConfig, method_choice: str, t
     dram = sram = None
     if tensors is not None:
         sram = Sram(hw.sram)
-        dram = Dram(tensors.ifmap, tensors.weight, tensors.bias, np.zeros(layer.output_shape, dtype=np.int32))
+        dram = Dram(tensors.ifmap, tensors.weight, tensors.bias, _dram_ofmap(layer, hw))
     for tile in plan.tiles:
         row = []
         for name, stage in STAGES:
