@@ -102,11 +102,23 @@ def _tensors(cfg: SimConfig, layer: LayerConfig, index: int, ifmap: np.ndarray |
     return LayerTensors(chosen[0], chosen[1], b)
 
 
+def _native_nhwc(hw: HardwareConfig) -> bool:
+    return hw.dma.dram_layout == "native" and hw.layout.activation == "NHWC"
+
+
+def _dram_ifmap(ifmap: np.ndarray, hw: HardwareConfig) -> np.ndarray:
+    """The ifmap as DRAM holds it, logically (N, C, H, W): channels-last memory with ``dram_layout: native`` and
+    NHWC activations (laid out once by the host, so each tile's load is a contiguous copy)."""
+    if _native_nhwc(hw):
+        return np.ascontiguousarray(ifmap.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    return ifmap
+
+
 def _dram_ofmap(layer: LayerConfig, hw: HardwareConfig) -> np.ndarray:
     """The zeroed DRAM ofmap, logically (N, C, OH, OW). With ``dram_layout: native`` and NHWC activations DRAM
     holds it channels-last, as the store writes it (the returned array is an NCHW view of that memory)."""
     n, c, oh, ow = layer.output_shape
-    if hw.dma.dram_layout == "native" and hw.layout.activation == "NHWC":
+    if _native_nhwc(hw):
         return np.zeros((n, oh, ow, c), dtype=np.int32).transpose(0, 3, 1, 2)
     return np.zeros((n, c, oh, ow), dtype=np.int32)
 
@@ -120,7 +132,7 @@ def simulate_layer(layer: LayerConfig, hw: HardwareConfig, method_choice: str, t
     dram = sram = None
     if tensors is not None:
         sram = Sram(hw.sram)
-        dram = Dram(tensors.ifmap, tensors.weight, tensors.bias, _dram_ofmap(layer, hw))
+        dram = Dram(_dram_ifmap(tensors.ifmap, hw), tensors.weight, tensors.bias, _dram_ofmap(layer, hw))
     for tile in plan.tiles:
         row = []
         for name, stage in STAGES:
