@@ -1,10 +1,12 @@
 """MAC array: a rows x cols systolic array running conv jobs (int8 x int8 products, int32 accumulation).
 
 Values: every job is a conv of the staged ifmap (placed on a zero canvas: implicit padding or crop) with a conv
-weight, with stride and kernel dilation, per group. Products are widened before multiplying; sums are exact
-(float64 BLAS is exact for integer sums below 2**53, far above any int8 reduction) and narrowed to int32 by
-:mod:`simulator.fixedpoint` under the accumulator policy (the in-order scan when the reduction is long enough
-to overflow mid-sum).
+weight, with stride and kernel dilation, per group. Products are widened before multiplying and summed exactly
+(float32 GEMMs over at most 1024 channels hold integers <= 2**24; longer sums accumulate in float64, exact below
+2**53), then narrowed to int32 by :mod:`simulator.fixedpoint` under the accumulator policy (the in-order scan
+when the reduction is long enough to overflow mid-sum). Stride-1 jobs run as row GEMMs over the input rows each
+kernel row reads, or, when most staged pixels are all-zero (a swelled ifmap of a deep layer), as GEMMs over the
+non-zero pixels only: exact whatever the data, since the check reads the SRAM values.
 
 Cycles: the classic fold model (as SCALE-Sim). A job is, per group, an (E x K) . (K x N) product, with E output
 pixels, K = kh*kw*C_in/g, N output channels of the group in the tile.
