@@ -54,7 +54,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_from_torch(args: argparse.Namespace) -> int:
-    from simulator.from_torch import from_torch
+    from simulator.golden.from_torch import from_torch
 
     path, captured = from_torch(args.target, args.input_shape, name=args.name, out=args.out)
     for layer in captured.layers:

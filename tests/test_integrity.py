@@ -112,7 +112,7 @@ WRITE_PATTERNS = (
 )
 # (module, line fragment) allowed to write: the atomic writer itself, and the golden writer filling the
 # temporary directory of files.atomic_directory
-ALLOWED = {("golden.py", "(tmp / name).write_bytes(data)")}
+ALLOWED = {("cases.py", "(tmp / name).write_bytes(data)")}
 
 
 def test_every_write_goes_through_files_py() -> None:

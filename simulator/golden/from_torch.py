@@ -12,8 +12,8 @@ hook sees, and everything between convolutions. Convolutions the engine cannot r
 on stdout and in a comment of the written config, never silently dropped; ``padding_mode`` other than ``zeros``
 is an error, because running that layer with zero padding would give a different network.
 
-torch is imported lazily inside these functions: this module and :mod:`simulator.golden` are the only ones that
-use it.
+torch is imported lazily inside these functions; like the golden reference, this module lives in
+:mod:`simulator.golden`, the one package that uses torch.
 """
 
 from __future__ import annotations
