@@ -57,23 +57,16 @@ def layout_size_bytes(shape: tuple[int, ...], dtype: np.dtype, layout: Layout, c
 
 
 def to_physical(logical: np.ndarray, layout: Layout, c0: int) -> np.ndarray:
-    """Logical array -> contiguous array in storage order (same dtype)."""
-    if layout in ROW_MAJOR_LAYOUTS:
-        return np.ascontiguousarray(logical)
-    if layout == "NHWC":
-        # (C, H, W) -> (H, W, C)
-        return np.ascontiguousarray(logical.transpose(1, 2, 0))
-    # (C, H, W) -> zero-pad C to C1*c0 -> (C1, c0, H, W) -> (C1, H, W, c0)
-    c, h, w = logical.shape
-    c1 = ceil_div(c, c0)
-    padded = np.zeros((c1 * c0, h, w), dtype=logical.dtype)
-    padded[:c] = logical
-    return np.ascontiguousarray(padded.reshape(c1, c0, h, w).transpose(0, 2, 3, 1))
+    """Logical array -> contiguous array in storage order (same dtype), as :func:`store_physical` lays it out."""
+    physical = np.empty(physical_shape(logical.shape, layout, c0), dtype=logical.dtype)
+    store_physical(physical, logical, layout)
+    return physical
 
 
 def store_physical(physical: np.ndarray, logical: np.ndarray, layout: Layout) -> None:
-    """Write ``logical`` into ``physical`` (an array in storage order, e.g. a view of an SRAM image) in place:
-    the same bytes as ``to_physical`` (the NC1HWC0 channel tail zero-filled), without an intermediate copy."""
+    """Write ``logical`` into ``physical`` (an array in storage order, e.g. a view of an SRAM image) in place, in
+    one pass: row-major layouts as they are, NHWC as (H, W, C), NC1HWC0 as (C1, H, W, c0) with the channel tail of
+    the last block zero-filled."""
     if layout in ROW_MAJOR_LAYOUTS:
         physical[...] = logical
     elif layout == "NHWC":

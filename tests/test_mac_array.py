@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from simulator.config import MacArrayConfig
+from simulator.stages import mac_array
 from simulator.stages.mac_array import conv_i8_i32, fold_model
 
 X = np.arange(1, 10, dtype=np.int8).reshape(1, 3, 3)  # [[1 2 3] [4 5 6] [7 8 9]]
@@ -92,9 +94,11 @@ def _reference(x, w, groups, dilation, in_offset, out_hw):
     return out
 
 
-def test_mostly_zero_input_deep_channels():
+@pytest.mark.parametrize("scatter_budget", [1 << 20, 0])  # a 0/1 scatter GEMM, or one indexed add per tap
+def test_mostly_zero_input_deep_channels(scatter_budget, monkeypatch):
     """A swelled-looking input (one pixel in four non-zero) with more channels than outputs: the engine may skip
     the all-zero pixels, and the sums must not change; also one lone non-zero channel in a 'zero' pixel."""
+    monkeypatch.setattr(mac_array, "SCATTER_BUDGET_ELEMENTS", scatter_budget)
     rng = np.random.default_rng(7)
     for groups, dilation, offset in ((1, (1, 1), (0, 0)), (2, (2, 1), (1, -1))):
         x = np.zeros((64, 9, 9), dtype=np.int8)

@@ -177,6 +177,8 @@ def _conv_pixel_gemms(x: np.ndarray, specs: list[ConvSpec], groups: int, pixels:
         if outputs <= cg and pixels.size * taps * outputs <= SCATTER_BUDGET_ELEMENTS:  # cheaper than the products
             scatter = np.zeros((pixels.size * taps, outputs), dtype=dtype)
             scatter[hits, targets] = 1
+        else:  # (products of tap t, their outputs), computed once for every group and channel chunk
+            per_tap = [(hits[hits % taps == t], targets[hits % taps == t]) for t in range(taps)]
         for g in range(groups):
             for c0 in range(0, cg, F32_EXACT_CHANNELS):
                 c1 = min(cg, c0 + F32_EXACT_CHANNELS)
@@ -184,9 +186,8 @@ def _conv_pixel_gemms(x: np.ndarray, specs: list[ConvSpec], groups: int, pixels:
                 if scatter is not None:
                     acc[g * mg:(g + 1) * mg] += prod.astype(dtype, copy=False) @ scatter
                 else:
-                    for t in range(taps):  # within one tap the map is one-to-one: a plain fancy-indexed add
-                        mine = hits[hits % taps == t]
-                        acc[g * mg:(g + 1) * mg, targets[hits % taps == t]] += prod[:, mine]
+                    for mine, where in per_tap:  # within one tap the map is one-to-one: a plain fancy-indexed add
+                        acc[g * mg:(g + 1) * mg, where] += prod[:, mine]
         out.append(acc.reshape(m, *out_hw))
     return out
 
