@@ -107,3 +107,34 @@ def test_mostly_zero_input_deep_channels(scatter_budget, monkeypatch):
         w = rng.integers(-128, 128, size=(6, 64 // groups, 3, 3), dtype=np.int8)
         got = conv(x, w, groups=groups, dilation=dilation, in_offset=offset, out_hw=(5, 6))
         np.testing.assert_array_equal(got, _reference(x, w, groups, dilation, offset, (5, 6)))
+
+
+@pytest.mark.parametrize("rows, cols", [
+    (slice(1, None, 2), slice(1, None, 2)),  # a swelled ifmap: the stride as the grid step
+    (slice(0, None, 3), slice(2, 9, 2)),  # different steps, first row and column not zero
+    (slice(4, 5), slice(None)),  # a single non-zero row: a grid of one row
+    (slice(0, 0), slice(None)),  # all zeros: no GEMM at all
+])
+def test_row_gemms_skip_zero_rows_and_columns(rows, cols, monkeypatch):
+    """The row GEMMs multiply only the grid of rows and columns that holds the non-zero pixels; the sums must
+    be those of the whole input, also with a stray value off the grid (which makes the grid finer)."""
+    monkeypatch.setattr(mac_array, "SPARSE_MAX_DENSITY", 0.0)  # never the pixel path
+    rng = np.random.default_rng(11)
+    for groups, dilation, offset, stray in ((1, (1, 1), (0, 0), None), (2, (2, 1), (1, -2), (7, 3, 4)),
+                                            (1, (1, 3), (-1, 2), (0, 8, 8))):
+        x = np.zeros((16, 9, 10), dtype=np.int8)
+        x[:, rows, cols] = rng.integers(-128, 128, size=x[:, rows, cols].shape)
+        if stray is not None:
+            x[stray] = 127
+        w = rng.integers(-128, 128, size=(6, 16 // groups, 3, 3), dtype=np.int8)
+        got = conv(x, w, groups=groups, dilation=dilation, in_offset=offset, out_hw=(8, 9))
+        np.testing.assert_array_equal(got, _reference(x, w, groups, dilation, offset, (8, 9)))
+
+
+def test_support_grid_by_hand():
+    mask = np.zeros((7, 9), dtype=bool)
+    mask[1, 2] = mask[5, 8] = mask[3, 4] = True  # rows 1, 3, 5; columns 2, 4, 8
+    assert mac_array.support_grid(mask) == ((1, 2, 3), (2, 2, 4))  # columns 2, 4, 6, 8 (6 is zero, in the grid)
+    mask[2, 2] = True  # row 2 joins: step 1
+    assert mac_array.support_grid(mask) == ((1, 1, 5), (2, 2, 4))
+    assert mac_array.support_grid(np.zeros((3, 3), dtype=bool)) == ((0, 1, 0), (0, 1, 0))

@@ -64,27 +64,64 @@ def _columns(canvas: np.ndarray, kernel_hw: Pair, stride: Pair, dilation: Pair, 
 ConvSpec = tuple[np.ndarray, Pair, Pair, Pair]  # (weight (M, C/g, kh, kw) int8, dilation, in_offset, out_hw)
 
 
-def _conv_row_gemms(x: np.ndarray, specs: list[ConvSpec], groups: int) -> list[np.ndarray]:
-    """Exact sums of stride-1 convs of one staged input, by GEMMs per kernel row (no canvas, no im2col).
+def _progression(index: np.ndarray) -> tuple[int, int, int]:
+    """(first, step, count) of the shortest arithmetic progression holding every (sorted) index."""
+    if index.size == 0:
+        return 0, 1, 0
+    first = int(index[0])
+    step = int(np.gcd.reduce(index[1:] - first)) if index.size > 1 else 1
+    return first, step, (int(index[-1]) - first) // step + 1
+
+
+def nonzero_pixels(x: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the pixels of x (C, H, W) with any non-zero channel (read 8 channels at a time when x is a
+    view of channels-last memory, as the SRAM's NHWC images are)."""
+    hwc = x.transpose(1, 2, 0)
+    if hwc.flags.c_contiguous and x.shape[0] % 8 == 0:
+        return hwc.view(np.uint64).any(axis=2)
+    return x.any(axis=0)
+
+
+def support_grid(nonzero: np.ndarray) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """The coarsest grid of rows x columns holding every non-zero pixel of the (H, W) mask: ((first, step, count)
+    of the rows, same of the columns). A swelled ifmap's grid has the stride as its step; dense data has step 1."""
+    return (_progression(np.flatnonzero(nonzero.any(axis=1))),
+            _progression(np.flatnonzero(nonzero.any(axis=0))))
+
+
+def _span(first: int, step: int, count: int, shift: int, size: int) -> tuple[int, int]:
+    """Grid indices [lo, hi) whose coordinate ``first + i*step - shift`` lands in [0, size)."""
+    lo = max(0, -((first - shift) // step))  # ceil((shift - first) / step)
+    hi = min(count, -((first - shift - size) // step))  # ceil((size + shift - first) / step)
+    return lo, max(lo, hi)
+
+
+def _conv_row_gemms(x: np.ndarray, specs: list[ConvSpec], groups: int,
+                    nonzero: np.ndarray | None = None) -> list[np.ndarray]:
+    """Exact sums of stride-1 convs of one staged input, by GEMMs per kernel row over its non-zero grid.
 
     x (C, H, W) int8 is placed at ``in_offset`` of each job's zero canvas, so output (r, c) of kernel tap (u, v)
-    reads ``x[r + su, c + sv]`` with ``(su, sv) = (u*dh, v*dw) - in_offset`` (zero outside x). For kernel row u
-    the input rows read are one contiguous band ``[r0 + su, r1 + su)``: one GEMM ``band (rows*W, C) @ [W_uv for
-    every v] (C, kw*M/g)`` gives every product of that row of taps, and one 2-D shifted add per tap (cropped to the
-    columns inside x) accumulates it. Kernel rows of several jobs that read the same band (the phase jobs of one
-    tile) share one GEMM. The GEMMs cover only the input rows the outputs read (no halo rows, no padding zeros):
-    the work is that of the outputs. Bands whose product would exceed TAPS_GEMM_BUDGET_ELEMENTS run in row chunks.
-    Exact: float32 GEMMs over at most F32_EXACT_CHANNELS channels of int8 x int8 products hold integers of
-    magnitude <= 2**24; a job's accumulator is float32 when its whole reduction (kh*kw*C/g products) is that
-    short, float64 (exact below 2**53) otherwise.
+    reads ``x[r + su, c + sv]`` with ``(su, sv) = (u*dh, v*dw) - in_offset`` (zero outside x). Only the input
+    pixels on :func:`support_grid` (rows ``y0 + i*sy``, columns ``x0 + j*sx``) can be non-zero, so only they are
+    multiplied: a swelled ifmap's inserted zeros cost nothing here (the cycle model still charges them), and the
+    check reads the SRAM values, so it is exact whatever the data. For kernel row u the grid rows read form one
+    contiguous band: one GEMM ``band (rows*cols, C) @ [W_uv for every v] (C, kw*M/g)`` gives every product of
+    that row of taps, and one strided 2-D add per tap (cropped to the outputs) accumulates it. Kernel rows of
+    several jobs that read the same band (the phase jobs of one tile) share one GEMM. The GEMMs cover only the
+    input rows the outputs read (no halo rows, no padding zeros). Bands whose product would exceed
+    TAPS_GEMM_BUDGET_ELEMENTS run in row chunks. Exact: float32 GEMMs over at most F32_EXACT_CHANNELS channels of
+    int8 x int8 products hold integers of magnitude <= 2**24; a job's accumulator is float32 when its whole
+    reduction (kh*kw*C/g products) is that short, float64 (exact below 2**53) otherwise.
     Returns one float array (M, OH, OW) of exact integers per spec, each a transposed view of channels-last memory.
     """
-    c, h, w_in = x.shape
+    c = x.shape[0]
     cg = c // groups
-    flat = np.ascontiguousarray(x.transpose(1, 2, 0), dtype=np.float32).reshape(h * w_in, c)  # (H*W, C)
+    (y0, sy, ny), (x0, sx, nx) = support_grid(nonzero_pixels(x) if nonzero is None else nonzero)
+    grid = x[:, y0:y0 + (ny - 1) * sy + 1:sy, x0:x0 + (nx - 1) * sx + 1:sx] if ny and nx else x[:, :0, :0]
+    flat = np.ascontiguousarray(grid.transpose(1, 2, 0), dtype=np.float32).reshape(ny * nx, c)  # (rows*cols, C)
     accs: list[np.ndarray | None] = []
     weights: list[np.ndarray] = []
-    bands: dict[Pair, list[tuple[int, int, int]]] = {}  # input rows -> (spec, kernel row, first output row)
+    bands: dict[Pair, list[tuple[int, int, int]]] = {}  # grid rows -> (spec, kernel row, output row of grid row 0)
     for j, (weight, dilation, in_offset, out_hw) in enumerate(specs):
         m, _, kh, kw = weight.shape
         accs.append(None)  # allocated at the first contribution (taken over when that covers the whole output)
@@ -93,13 +130,13 @@ def _conv_row_gemms(x: np.ndarray, specs: list[ConvSpec], groups: int) -> list[n
             weight.reshape(groups, m // groups, cg, kh, kw).transpose(3, 0, 4, 1, 2), dtype=np.float32))
         for u in range(kh):
             su = u * dilation[0] - in_offset[0]
-            r0, r1 = max(0, -su), min(out_hw[0], h - su)
-            if r1 > r0 and out_hw[1] > 0:
-                bands.setdefault((r0 + su, r1 + su), []).append((j, u, r0))
+            lo, hi = _span(y0, sy, ny, su, out_hw[0])
+            if hi > lo and out_hw[1] > 0:
+                bands.setdefault((lo, hi), []).append((j, u, y0 - su))
     dtypes = [np.float32 if w.shape[0] * w.shape[2] * cg <= F32_EXACT_CHANNELS else np.float64 for w in weights]
     for (lo, hi), items in bands.items():
         n_total = sum(weights[j].shape[2] * weights[j].shape[3] for j, _, _ in items)
-        step = max(1, TAPS_GEMM_BUDGET_ELEMENTS // max(1, w_in * n_total))
+        step = max(1, TAPS_GEMM_BUDGET_ELEMENTS // max(1, nx * n_total))
         for g in range(groups):
             for c0 in range(0, cg, F32_EXACT_CHANNELS):
                 c1 = min(cg, c0 + F32_EXACT_CHANNELS)
@@ -107,27 +144,28 @@ def _conv_row_gemms(x: np.ndarray, specs: list[ConvSpec], groups: int) -> list[n
                 taps = operands[0] if len(operands) == 1 else np.concatenate(operands)
                 for b0 in range(lo, hi, step):
                     b1 = min(hi, b0 + step)
-                    xs = flat[b0 * w_in:b1 * w_in, g * cg + c0:g * cg + c1]
-                    prod = np.matmul(xs, taps.T).reshape(b1 - b0, w_in, -1)  # a fresh array per GEMM
+                    xs = flat[b0 * nx:b1 * nx, g * cg + c0:g * cg + c1]
+                    prod = np.matmul(xs, taps.T).reshape(b1 - b0, nx, -1)  # a fresh array per GEMM
                     n0 = 0
-                    for j, _, r0 in items:
+                    for j, _, row0 in items:
                         _, dilation, in_offset, out_hw = specs[j]
                         kw, mg = weights[j].shape[2:4]
-                        rows = slice(r0 + b0 - lo, r0 + b1 - lo)
+                        rows = slice(row0 + b0 * sy, row0 + (b1 - 1) * sy + 1, sy)
                         for v in range(kw):
                             sv = v * dilation[1] - in_offset[1]
-                            q0, q1 = max(0, -sv), min(out_hw[1], w_in - sv)
+                            q0, q1 = _span(x0, sx, nx, sv, out_hw[1])
                             if q1 <= q0:
                                 continue
-                            part = prod[:, q0 + sv:q1 + sv, n0 + v * mg:n0 + (v + 1) * mg]
+                            cols = slice(x0 - sv + q0 * sx, x0 - sv + (q1 - 1) * sx + 1, sx)
+                            part = prod[:, q0:q1, n0 + v * mg:n0 + (v + 1) * mg]
                             acc = accs[j]
-                            if acc is None and groups == 1 and part.shape[:2] == out_hw:
+                            if acc is None and groups == 1 and part.shape[:2] == out_hw and sy == sx == 1:
                                 # the whole output at once: keep the product (float32 columns of this job alone)
                                 accs[j] = part if dtypes[j] == np.float32 else part.astype(np.float64)
                                 continue
                             if acc is None:
                                 acc = accs[j] = np.zeros((*out_hw, mg * groups), dtype=dtypes[j])
-                            acc[rows, q0:q1, g * mg:(g + 1) * mg] += part
+                            acc[rows, cols, g * mg:(g + 1) * mg] += part
                         n0 += kw * mg
     out = []
     for (weight, _, _, out_hw), acc, dtype in zip(specs, accs, dtypes, strict=True):
@@ -138,12 +176,8 @@ def _conv_row_gemms(x: np.ndarray, specs: list[ConvSpec], groups: int) -> list[n
 
 
 SPARSE_MAX_DENSITY = 0.25  # below this fraction of non-zero input pixels, GEMM only those pixels
+PIXEL_OUTPUTS_PER_CHANNEL = 4  # the pixel path's scatter GEMM then costs <= 1/4 of its products GEMM
 SCATTER_BUDGET_ELEMENTS = 1 << 20  # largest 0/1 scatter matrix (4-8 MiB) before per-element adds
-
-
-def _nonzero_pixels(x: np.ndarray) -> np.ndarray:
-    """Flat indices (row-major over H, W) of the pixels of x (C, H, W) with any non-zero channel."""
-    return np.flatnonzero(x.reshape(x.shape[0], -1).any(axis=0))
 
 
 def _conv_pixel_gemms(x: np.ndarray, specs: list[ConvSpec], groups: int, pixels: np.ndarray) -> list[np.ndarray]:
@@ -193,14 +227,16 @@ def _conv_pixel_gemms(x: np.ndarray, specs: list[ConvSpec], groups: int, pixels:
 
 
 def _conv_exact(x: np.ndarray, specs: list[ConvSpec], groups: int) -> list[np.ndarray]:
-    """Exact float sums of the jobs ``specs`` over one staged input: over its non-zero pixels when they are
-    few (a swelled ifmap) and the tile has no more outputs than channels per group (deep, small layers: the
-    products' scatter is then cheap), else by row GEMMs."""
-    pixels = _nonzero_pixels(x)
+    """Exact float sums of the jobs ``specs`` over one staged input. Both paths skip all-zero pixels; the pixel
+    path when under SPARSE_MAX_DENSITY of the pixels are non-zero and its 0/1 scatter GEMM costs at most
+    1/PIXEL_OUTPUTS_PER_CHANNEL of the products (deep layers on a small map), else the row GEMMs on the grid."""
+    nonzero = nonzero_pixels(x)
     outputs = max((spec[3][0] * spec[3][1] for spec in specs), default=0)
-    if pixels.size < SPARSE_MAX_DENSITY * x.shape[1] * x.shape[2] and outputs <= x.shape[0] // groups:
+    pixels = np.flatnonzero(nonzero)
+    if (pixels.size < SPARSE_MAX_DENSITY * nonzero.size
+            and outputs * PIXEL_OUTPUTS_PER_CHANNEL <= x.shape[0] // groups):
         return _conv_pixel_gemms(x, specs, groups, pixels)
-    return _conv_row_gemms(x, specs, groups)
+    return _conv_row_gemms(x, specs, groups, nonzero)
 
 
 def _conv_shifted(x: np.ndarray, weight: np.ndarray, groups: int, dilation: Pair, in_offset: Pair,
