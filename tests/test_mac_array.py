@@ -138,3 +138,18 @@ def test_support_grid_by_hand():
     mask[2, 2] = True  # row 2 joins: step 1
     assert mac_array.support_grid(mask) == ((1, 1, 5), (2, 2, 4))
     assert mac_array.support_grid(np.zeros((3, 3), dtype=bool)) == ((0, 1, 0), (0, 1, 0))
+
+
+def test_reused_weight_operand_follows_the_sram_bytes():
+    """The GEMM operand converted for one tile is reused on the next only while the weight bytes are equal: a
+    weight that changed in SRAM (same shape, same job) gets a fresh operand, [u, g, v, m, c] = w[m, c, u, v]."""
+    rng = np.random.default_rng(3)
+    memo: dict = {}
+    first = rng.integers(-128, 128, size=(3, 4, 2, 3), dtype=np.int8)
+    changed = first.copy()
+    changed[2, 1, 1, 0] ^= 1
+    for w in (first, first.copy(), changed, first):
+        got = mac_array._reused_row_operand(memo, 0, w, 1)
+        assert got.shape == (2, 1, 3, 3, 4) and got.dtype == np.float32
+        for u, v, m, c in np.ndindex(2, 3, 3, 4):
+            assert got[u, 0, v, m, c] == w[m, c, u, v]

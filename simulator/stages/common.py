@@ -27,9 +27,13 @@ class Dram:
 
 @dataclass(frozen=True)
 class LayerContext:
+    """One layer's configuration and tile plan, and ``memo``: operands a stage derives from SRAM bytes and may
+    reuse on a later tile, each stored with the bytes it came from and reused only while they are equal."""
+
     layer: LayerConfig
     hw: HardwareConfig
     plan: TilePlan
+    memo: dict[object, tuple[bytes, np.ndarray]] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,10 @@ gating of idle PEs and zero skipping (zeros are issued like any operand: that is
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -96,8 +100,69 @@ def _span(first: int, step: int, count: int, shift: int, size: int) -> tuple[int
     return lo, max(lo, hi)
 
 
-def _conv_row_gemms(x: np.ndarray, specs: list[ConvSpec], groups: int,
-                    nonzero: np.ndarray | None = None) -> list[np.ndarray]:
+def row_operand(weight: np.ndarray, groups: int) -> np.ndarray:
+    """(M, Cg, kh, kw) int8 -> float32 (kh, G, kw, Mg, Cg): per kernel row and group an (kw*Mg, Cg) operand."""
+    m, cg, kh, kw = weight.shape
+    return np.ascontiguousarray(weight.reshape(groups, m // groups, cg, kh, kw).transpose(3, 0, 4, 1, 2),
+                                dtype=np.float32)
+
+
+Operand = Callable[[int, np.ndarray, int], np.ndarray]  # (spec index, weight, groups) -> row_operand(weight, groups)
+
+
+JobShape = tuple[tuple[int, int, int, int], Pair, Pair, Pair]  # (weight shape, dilation, in_offset, out_hw)
+Grid = tuple[tuple[int, int, int], tuple[int, int, int]]  # support_grid: (first, step, count) of rows, columns
+
+
+@dataclass(frozen=True)
+class _BandGemm:
+    """One GEMM of :func:`_conv_row_gemms`: grid rows [b0, b1) times the (job, kernel row) operands ``taps``
+    (concatenated in that order), then one shifted add per (job, q0, q1, n0, n1, rows, cols): product columns
+    [n0, n1) of grid columns [q0, q1) into the job's outputs ``rows`` x ``cols``."""
+
+    b0: int
+    b1: int
+    taps: tuple[tuple[int, int], ...]
+    adds: tuple[tuple[int, int, int, int, int, slice, slice], ...]
+
+
+@functools.lru_cache(maxsize=1024)
+def _band_gemms(grid: Grid, groups: int, jobs: tuple[JobShape, ...]) -> tuple[_BandGemm, ...]:
+    """The GEMMs and shifted adds of :func:`_conv_row_gemms`, a pure function of the shapes (tiles of one
+    shape share it: the per-tile work is then only the numpy calls)."""
+    (y0, sy, ny), (x0, sx, nx) = grid
+    bands: dict[Pair, list[tuple[int, int, int]]] = {}  # grid rows -> (job, kernel row, output row of grid row 0)
+    for j, ((_, _, kh, _), dilation, in_offset, out_hw) in enumerate(jobs):
+        for u in range(kh):
+            su = u * dilation[0] - in_offset[0]
+            lo, hi = _span(y0, sy, ny, su, out_hw[0])
+            if hi > lo and out_hw[1] > 0:
+                bands.setdefault((lo, hi), []).append((j, u, y0 - su))
+    gemms = []
+    for (lo, hi), items in bands.items():
+        n_total = sum(jobs[j][0][3] * (jobs[j][0][0] // groups) for j, _, _ in items)  # kw * M/g per operand
+        step = max(1, TAPS_GEMM_BUDGET_ELEMENTS // max(1, nx * n_total))
+        for b0 in range(lo, hi, step):
+            b1 = min(hi, b0 + step)
+            adds = []
+            n0 = 0
+            for j, _, row0 in items:
+                (m, _, _, kw), dilation, in_offset, out_hw = jobs[j]
+                mg = m // groups
+                rows = slice(row0 + b0 * sy, row0 + (b1 - 1) * sy + 1, sy)
+                for v in range(kw):
+                    sv = v * dilation[1] - in_offset[1]
+                    q0, q1 = _span(x0, sx, nx, sv, out_hw[1])
+                    if q1 > q0:
+                        cols = slice(x0 - sv + q0 * sx, x0 - sv + (q1 - 1) * sx + 1, sx)
+                        adds.append((j, q0, q1, n0 + v * mg, n0 + (v + 1) * mg, rows, cols))
+                n0 += kw * mg
+            gemms.append(_BandGemm(b0, b1, tuple((j, u) for j, u, _ in items), tuple(adds)))
+    return tuple(gemms)
+
+
+def _conv_row_gemms(x: np.ndarray, specs: list[ConvSpec], groups: int, nonzero: np.ndarray | None = None,
+                    operand: Operand | None = None) -> list[np.ndarray]:
     """Exact sums of stride-1 convs of one staged input, by GEMMs per kernel row over its non-zero grid.
 
     x (C, H, W) int8 is placed at ``in_offset`` of each job's zero canvas, so output (r, c) of kernel tap (u, v)
@@ -116,57 +181,34 @@ def _conv_row_gemms(x: np.ndarray, specs: list[ConvSpec], groups: int,
     """
     c = x.shape[0]
     cg = c // groups
-    (y0, sy, ny), (x0, sx, nx) = support_grid(nonzero_pixels(x) if nonzero is None else nonzero)
-    grid = x[:, y0:y0 + (ny - 1) * sy + 1:sy, x0:x0 + (nx - 1) * sx + 1:sx] if ny and nx else x[:, :0, :0]
-    flat = np.ascontiguousarray(grid.transpose(1, 2, 0), dtype=np.float32).reshape(ny * nx, c)  # (rows*cols, C)
-    accs: list[np.ndarray | None] = []
-    weights: list[np.ndarray] = []
-    bands: dict[Pair, list[tuple[int, int, int]]] = {}  # grid rows -> (spec, kernel row, output row of grid row 0)
-    for j, (weight, dilation, in_offset, out_hw) in enumerate(specs):
-        m, _, kh, kw = weight.shape
-        accs.append(None)  # allocated at the first contribution (taken over when that covers the whole output)
-        # (M, Cg, kh, kw) -> (kh, G, kw, Mg, Cg): per kernel row and group an (kw*Mg, Cg) operand, used transposed
-        weights.append(np.ascontiguousarray(
-            weight.reshape(groups, m // groups, cg, kh, kw).transpose(3, 0, 4, 1, 2), dtype=np.float32))
-        for u in range(kh):
-            su = u * dilation[0] - in_offset[0]
-            lo, hi = _span(y0, sy, ny, su, out_hw[0])
-            if hi > lo and out_hw[1] > 0:
-                bands.setdefault((lo, hi), []).append((j, u, y0 - su))
+    grid = support_grid(nonzero_pixels(x) if nonzero is None else nonzero)
+    (y0, sy, ny), (x0, sx, nx) = grid
+    on_grid = x[:, y0:y0 + (ny - 1) * sy + 1:sy, x0:x0 + (nx - 1) * sx + 1:sx] if ny and nx else x[:, :0, :0]
+    flat = np.ascontiguousarray(on_grid.transpose(1, 2, 0), dtype=np.float32).reshape(ny * nx, c)  # (pixels, C)
+    weights = [row_operand(w, groups) if operand is None else operand(j, w, groups) for j, (w, *_) in enumerate(specs)]
     dtypes = [np.float32 if w.shape[0] * w.shape[2] * cg <= F32_EXACT_CHANNELS else np.float64 for w in weights]
-    for (lo, hi), items in bands.items():
-        n_total = sum(weights[j].shape[2] * weights[j].shape[3] for j, _, _ in items)
-        step = max(1, TAPS_GEMM_BUDGET_ELEMENTS // max(1, nx * n_total))
+    accs: list[np.ndarray | None] = [None] * len(specs)  # allocated at the first add (taken over if it is whole)
+    schedule = _band_gemms(grid, groups, tuple((w.shape, d, o, hw) for w, d, o, hw in specs))
+    for gemm in schedule:
         for g in range(groups):
             for c0 in range(0, cg, F32_EXACT_CHANNELS):
                 c1 = min(cg, c0 + F32_EXACT_CHANNELS)
-                operands = [weights[j][u, g].reshape(-1, cg)[:, c0:c1] for j, u, _ in items]
+                operands = [weights[j][u, g].reshape(-1, cg)[:, c0:c1] for j, u in gemm.taps]
                 taps = operands[0] if len(operands) == 1 else np.concatenate(operands)
-                for b0 in range(lo, hi, step):
-                    b1 = min(hi, b0 + step)
-                    xs = flat[b0 * nx:b1 * nx, g * cg + c0:g * cg + c1]
-                    prod = np.matmul(xs, taps.T).reshape(b1 - b0, nx, -1)  # a fresh array per GEMM
-                    n0 = 0
-                    for j, _, row0 in items:
-                        _, dilation, in_offset, out_hw = specs[j]
-                        kw, mg = weights[j].shape[2:4]
-                        rows = slice(row0 + b0 * sy, row0 + (b1 - 1) * sy + 1, sy)
-                        for v in range(kw):
-                            sv = v * dilation[1] - in_offset[1]
-                            q0, q1 = _span(x0, sx, nx, sv, out_hw[1])
-                            if q1 <= q0:
-                                continue
-                            cols = slice(x0 - sv + q0 * sx, x0 - sv + (q1 - 1) * sx + 1, sx)
-                            part = prod[:, q0:q1, n0 + v * mg:n0 + (v + 1) * mg]
-                            acc = accs[j]
-                            if acc is None and groups == 1 and part.shape[:2] == out_hw and sy == sx == 1:
-                                # the whole output at once: keep the product (float32 columns of this job alone)
-                                accs[j] = part if dtypes[j] == np.float32 else part.astype(np.float64)
-                                continue
-                            if acc is None:
-                                acc = accs[j] = np.zeros((*out_hw, mg * groups), dtype=dtypes[j])
-                            acc[rows, cols, g * mg:(g + 1) * mg] += part
-                        n0 += kw * mg
+                xs = flat[gemm.b0 * nx:gemm.b1 * nx, g * cg + c0:g * cg + c1]
+                prod = np.matmul(xs, taps.T).reshape(gemm.b1 - gemm.b0, nx, -1)  # a fresh array per GEMM
+                for j, q0, q1, n0, n1, rows, cols in gemm.adds:
+                    part = prod[:, q0:q1, n0:n1]
+                    acc = accs[j]
+                    out_hw = specs[j][3]
+                    if acc is None and groups == 1 and part.shape[:2] == out_hw and sy == sx == 1:
+                        # the whole output at once: keep the product (float32 columns of this job alone)
+                        accs[j] = part if dtypes[j] == np.float32 else part.astype(np.float64)
+                        continue
+                    if acc is None:
+                        acc = accs[j] = np.zeros((*out_hw, specs[j][0].shape[0]), dtype=dtypes[j])
+                    mg = n1 - n0
+                    acc[rows, cols, g * mg:(g + 1) * mg] += part
     out = []
     for (weight, _, _, out_hw), acc, dtype in zip(specs, accs, dtypes, strict=True):
         if acc is None:  # no tap reads the input: all zeros
@@ -226,7 +268,7 @@ def _conv_pixel_gemms(x: np.ndarray, specs: list[ConvSpec], groups: int, pixels:
     return out
 
 
-def _conv_exact(x: np.ndarray, specs: list[ConvSpec], groups: int) -> list[np.ndarray]:
+def _conv_exact(x: np.ndarray, specs: list[ConvSpec], groups: int, operand: Operand | None = None) -> list[np.ndarray]:
     """Exact float sums of the jobs ``specs`` over one staged input. Both paths skip all-zero pixels; the pixel
     path when under SPARSE_MAX_DENSITY of the pixels are non-zero and its 0/1 scatter GEMM costs at most
     1/PIXEL_OUTPUTS_PER_CHANNEL of the products (deep layers on a small map), else the row GEMMs on the grid."""
@@ -236,7 +278,7 @@ def _conv_exact(x: np.ndarray, specs: list[ConvSpec], groups: int) -> list[np.nd
     if (pixels.size < SPARSE_MAX_DENSITY * nonzero.size
             and outputs * PIXEL_OUTPUTS_PER_CHANNEL <= x.shape[0] // groups):
         return _conv_pixel_gemms(x, specs, groups, pixels)
-    return _conv_row_gemms(x, specs, groups, nonzero)
+    return _conv_row_gemms(x, specs, groups, nonzero, operand)
 
 
 def _conv_shifted(x: np.ndarray, weight: np.ndarray, groups: int, dilation: Pair, in_offset: Pair,
@@ -349,6 +391,20 @@ def cost(ctx: LayerContext, tile: Tile) -> StageCost:
         macs_useful=useful_macs(layer, tile.oh[0], tile.oh[1], tile.oc_count))
 
 
+def _reused_row_operand(memo: dict[object, tuple[bytes, np.ndarray]], index: int, weight: np.ndarray,
+                        groups: int) -> np.ndarray:
+    """:func:`row_operand`, converted once per weight image: the row tiles of one output-channel tile read the
+    same weight bytes from SRAM. The bytes are compared (not assumed unchanged) before a conversion is reused."""
+    raw = weight.tobytes()
+    key = ("mac_array.row_operand", index, weight.shape, groups)
+    seen = memo.get(key)
+    if seen is not None and seen[0] == raw:
+        return seen[1]
+    converted = row_operand(weight, groups)
+    memo[key] = (raw, converted)
+    return converted
+
+
 def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
     x = sram.read(tile.region(_staged(ctx, tile)))
     weights = sram.read(tile.region(_weight(ctx)))
@@ -359,7 +415,8 @@ def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
                 and min(w.shape[0], *job.out_hw) > 0 for job, w in zip(tile.jobs, job_weights, strict=True))
     if fused:  # every job of the tile reads the same staged input: one pass of shared band GEMMs
         exact = _conv_exact(x, [(w, job.dilation, job.in_offset, job.out_hw)
-                                    for job, w in zip(tile.jobs, job_weights, strict=True)], groups)
+                                for job, w in zip(tile.jobs, job_weights, strict=True)], groups,
+                            functools.partial(_reused_row_operand, ctx.memo))
     for i, (job, w) in enumerate(zip(tile.jobs, job_weights, strict=True)):
         origin = (tile.n, tile.oc[0], tile.oh[0] + job.out_start[0], job.out_start[1])
         scale = (1, 1, *job.out_step)
