@@ -5,8 +5,10 @@ weight, with stride and kernel dilation, per group. Products are widened before 
 (float32 GEMMs over at most 1024 channels hold integers <= 2**24; longer sums accumulate in float64, exact below
 2**53), then narrowed to int32 by :mod:`simulator.fixedpoint` under the accumulator policy (the in-order scan
 when the reduction is long enough to overflow mid-sum). Stride-1 jobs run as row GEMMs over the input rows each
-kernel row reads, or, when most staged pixels are all-zero (a swelled ifmap of a deep layer), as GEMMs over the
-non-zero pixels only: exact whatever the data, since the check reads the SRAM values.
+kernel row reads, restricted to the grid of rows and columns that holds the non-zero pixels (a swelled ifmap's
+grid has the stride as its step, so its inserted zeros are never multiplied), or, on a deep layer with a small
+map, as GEMMs over the non-zero pixels only. Both are exact whatever the data: which pixels are zero is read
+from the SRAM values, never assumed. The cycle model below still charges every zero the array issues.
 
 Cycles: the classic fold model (as SCALE-Sim). A job is, per group, an (E x K) . (K x N) product, with E output
 pixels, K = kh*kw*C_in/g, N output channels of the group in the tile.
