@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -238,6 +239,49 @@ def memory(config: str, method: str) -> dict[str, float]:
     return json.loads(stdout)
 
 
+CURVE_SIZES = (16, 24, 32, 40, 48, 56, 64, 80, 96)  # input H = W of the curve (--curve)
+
+
+def curve(repeats: int) -> list[dict[str, Any]]:
+    """Simulator time alone (no torch) of scale_256_128_16's layer at input sizes CURVE_SIZES, both methods, all
+    in the same interleaved rounds: ms per GMAC and per tile, and the tile plan, to show where time per MAC moves
+    with the tile shape."""
+    import yaml
+
+    from simulator.config import config_from_mapping
+
+    base = ROOT / "benchmarks/configs/scale_256_128_16.yaml"
+    raw = yaml.safe_load(base.read_text())
+    fns: dict[str, Callable[[], object]] = {}
+    points = []
+    for size in CURVE_SIZES:
+        layer_raw = {**raw["layer"], "input_shape": [1, 256, size, size]}
+        cfg = config_from_mapping({**raw, "name": f"scale_256_128_{size}", "layer": layer_raw}, base.parent)
+        t = make_tensors(cfg.data, cfg.layer)
+        for method in METHODS:
+            result = simulate_layer(cfg.layer, cfg.hardware, method, t)
+            fns[f"{size}/{method}"] = functools.partial(simulate_layer, cfg.layer, cfg.hardware, method, t)
+            points.append({"size": size, "method": method, "tiles": len(result.plan.tiles),
+                           "rows_per_tile": result.report.rows_per_tile,
+                           "mmac_useful": result.report.macs_useful / 1e6})
+    rounds = timed_rounds(fns, repeats)
+    for p in points:
+        ms = statistics.median(rounds[f"{p['size']}/{p['method']}"])
+        p.update(sim_ms=ms, ms_per_gmac=ms / p["mmac_useful"] * 1e3, us_per_tile=ms / p["tiles"] * 1e3)
+    return points
+
+
+def curve_table(points: list[dict[str, Any]]) -> str:
+    lines = [f"{'input':>7} {'MMAC':>8} | " + " | ".join(
+        f"{m:<5} {'tiles':>5} {'rows':>4} {'ms':>7} {'ms/GMAC':>7} {'us/tile':>7}" for m in METHODS)]
+    for size in CURVE_SIZES:
+        row = {p["method"]: p for p in points if p["size"] == size}
+        lines.append(f"{size:>3}x{size:<3} {row[METHODS[0]]['mmac_useful']:>8.0f} | " + " | ".join(
+            f"{'':<5} {row[m]['tiles']:>5} {row[m]['rows_per_tile']:>4} {row[m]['sim_ms']:>7.1f} "
+            f"{row[m]['ms_per_gmac']:>7.1f} {row[m]['us_per_tile']:>7.0f}" for m in METHODS))
+    return "\n".join(lines)
+
+
 def whole_process(repeats: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         run = [sys.executable, "-m", "simulator", "run"]
@@ -299,17 +343,39 @@ def scaling_table(series: list[dict[str, Any]], steps: list[dict[str, Any]]) -> 
     return "\n".join(lines)
 
 
-def scaling_steps(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Time growth over each ~4x-MACs step of SCALING_STEPS, per method. Target: <= ~4x, checked as
-    TARGET_SCALING (4.4x) scaled to the step's own MAC growth (4.06x to 4.13x)."""
+def scaling_series(configs: list[str], repeats: int) -> tuple[list[dict[str, Any]], dict[tuple[str, str], list[float]]]:
+    """Simulator time (no torch) of every scaling layer and method, all timed in the same interleaved rounds so a
+    step's ratio is taken between neighbours (the host's speed drifts between layers timed minutes apart)."""
+    fns: dict[str, Callable[[], object]] = {}
+    points = []
+    for config in configs:
+        cfg = load_config(ROOT / config)
+        t = make_tensors(cfg.data, cfg.layer)
+        for method in METHODS:
+            result = simulate_layer(cfg.layer, cfg.hardware, method, t)
+            fns[f"{cfg.layer.name}/{method}"] = functools.partial(simulate_layer, cfg.layer, cfg.hardware, method, t)
+            points.append({"config": config, "layer": cfg.layer.name, "method": method,
+                           "tiles": len(result.plan.tiles), "rows_per_tile": result.report.rows_per_tile,
+                           "mmac_useful": result.report.macs_useful / 1e6})
+    rounds = timed_rounds(fns, repeats)
+    for r in points:
+        r["sim_ms"] = statistics.median(rounds[f"{r['layer']}/{r['method']}"])
+    return points, {(r["layer"], r["method"]): rounds[f"{r['layer']}/{r['method']}"] for r in points}
+
+
+def scaling_steps(series: list[dict[str, Any]], rounds: dict[tuple[str, str], list[float]]) -> list[dict[str, Any]]:
+    """Time growth over each ~4x-MACs step of SCALING_STEPS, per method, as the median over rounds of the ratio
+    of the two layers' times in that round. Target: <= ~4x, checked as TARGET_SCALING (4.4x) scaled to the
+    step's own MAC growth (4.00x to 4.13x)."""
     point = {(r["layer"], r["method"]): r for r in series}
     steps = []
     for method in METHODS:
         for lo, hi, what in SCALING_STEPS:
             a, b = point.get((lo, method)), point.get((hi, method))
-            if a is None or b is None:  # --quick leaves the 64x64 layer out
+            if a is None or b is None:  # --quick leaves the ~2 GMAC layers out
                 continue
-            grow_t, grow_m = b["sim_ms"] / a["sim_ms"], b["mmac_useful"] / a["mmac_useful"]
+            grow_t = paired_ratio(rounds[(hi, method)], rounds[(lo, method)])
+            grow_m = b["mmac_useful"] / a["mmac_useful"]
             target = TARGET_SCALING * grow_m / 4
             steps.append({"step": what, "method": method, "from": lo, "to": hi, "x_time": grow_t, "x_macs": grow_m,
                           "x_tiles": b["tiles"] / a["tiles"], "target": target, "ok": grow_t <= target})
@@ -321,6 +387,8 @@ def main() -> int:
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--quick", action="store_true", help="3 repeats, no ~2 GMAC layers")
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--curve", action="store_true",
+                        help="only the time-per-MAC curve of the scaling layer, 16x16 to 96x96 (no torch)")
     parser.add_argument("--threads", type=int, default=1,
                         help="BLAS threads for numpy and torch intra-op threads (both sides alike; default 1)")
     parser.add_argument("--child-memory", nargs=2, metavar=("CONFIG", "METHOD"), help=argparse.SUPPRESS)
@@ -329,6 +397,13 @@ def main() -> int:
         child_memory(*args.child_memory)
         return 0
     repeats = args.repeats or (3 if args.quick else 9)
+    if args.curve:
+        points = curve(args.repeats or 5)
+        print(curve_table(points))
+        if args.out:
+            Path(args.out).write_text(json.dumps({"command": " ".join(["python", "benchmarks/bench.py", *sys.argv[1:]]),
+                                                  "threads": THREADS, "curve": points}, indent=2) + "\n")
+        return 0
     import torch
 
     torch.set_num_threads(THREADS)
@@ -337,17 +412,18 @@ def main() -> int:
     configs = [c for c in REFERENCE if not (args.quick and c in large)]
     scaling_configs = [c for c in SCALING if not (args.quick and c in large)]
     rows: dict[str, list[dict[str, Any]]] = {}
-    for config in dict.fromkeys(configs + scaling_configs):
+    for config in configs:
         print(f"timing {config} ...", file=sys.stderr, flush=True)
         rows[config] = bench_layer(config, repeats if config not in large else min(repeats, 5))
     for config in configs:
         for r in rows[config]:
             r.update(memory(config, r["method"]))
     reference = [r for c in configs for r in rows[c]]
-    series = [r for c in scaling_configs for r in rows[c]]
+    print("timing the scaling series ...", file=sys.stderr, flush=True)
+    series, series_rounds = scaling_series(scaling_configs, max(5, min(repeats, 7)))
     series.sort(key=lambda r: METHODS.index(r["method"]))
     process = whole_process(repeats)
-    steps = scaling_steps(series)
+    steps = scaling_steps(series, series_rounds)
     results = {"command": " ".join(["python", "benchmarks/bench.py", *sys.argv[1:]]), "machine": machine(),
                "repeats": repeats, "threads": THREADS, "scaling_steps": steps,
                "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
