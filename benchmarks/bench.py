@@ -252,22 +252,15 @@ def curve(repeats: int) -> list[dict[str, Any]]:
 
     base = ROOT / "benchmarks/configs/scale_256_128_16.yaml"
     raw = yaml.safe_load(base.read_text())
-    fns: dict[str, Callable[[], object]] = {}
-    points = []
+    cases = {}
     for size in CURVE_SIZES:
         layer_raw = {**raw["layer"], "input_shape": [1, 256, size, size]}
-        cfg = config_from_mapping({**raw, "name": f"scale_256_128_{size}", "layer": layer_raw}, base.parent)
-        t = make_tensors(cfg.data, cfg.layer)
-        for method in METHODS:
-            result = simulate_layer(cfg.layer, cfg.hardware, method, t)
-            fns[f"{size}/{method}"] = functools.partial(simulate_layer, cfg.layer, cfg.hardware, method, t)
-            points.append({"size": size, "method": method, "tiles": len(result.plan.tiles),
-                           "rows_per_tile": result.report.rows_per_tile,
-                           "mmac_useful": result.report.macs_useful / 1e6})
-    rounds = timed_rounds(fns, repeats)
+        cases[str(size)] = config_from_mapping({**raw, "name": f"scale_256_128_{size}", "layer": layer_raw},
+                                               base.parent)
+    points, _ = sim_rounds(cases, repeats)
     for p in points:
-        ms = statistics.median(rounds[f"{p['size']}/{p['method']}"])
-        p.update(sim_ms=ms, ms_per_gmac=ms / p["mmac_useful"] * 1e3, us_per_tile=ms / p["tiles"] * 1e3)
+        ms = p["sim_ms"]
+        p.update(size=int(p.pop("layer")), ms_per_gmac=ms / p["mmac_useful"] * 1e3, us_per_tile=ms / p["tiles"] * 1e3)
     return points
 
 
@@ -343,24 +336,30 @@ def scaling_table(series: list[dict[str, Any]], steps: list[dict[str, Any]]) -> 
     return "\n".join(lines)
 
 
-def scaling_series(configs: list[str], repeats: int) -> tuple[list[dict[str, Any]], dict[tuple[str, str], list[float]]]:
-    """Simulator time (no torch) of every scaling layer and method, all timed in the same interleaved rounds so a
-    step's ratio is taken between neighbours (the host's speed drifts between layers timed minutes apart)."""
+def sim_rounds(cases: dict[str, Any], repeats: int) -> tuple[list[dict[str, Any]], dict[tuple[str, str], list[float]]]:
+    """Simulator time (no torch) of every config in ``cases`` (name -> SimConfig) and method, all timed in the
+    same interleaved rounds so that ratios are taken between neighbours (the host's speed drifts between layers
+    timed minutes apart). Returns one point per (name, method) and the per-round times by (name, method)."""
     fns: dict[str, Callable[[], object]] = {}
     points = []
-    for config in configs:
-        cfg = load_config(ROOT / config)
+    for name, cfg in cases.items():
         t = make_tensors(cfg.data, cfg.layer)
         for method in METHODS:
             result = simulate_layer(cfg.layer, cfg.hardware, method, t)
-            fns[f"{cfg.layer.name}/{method}"] = functools.partial(simulate_layer, cfg.layer, cfg.hardware, method, t)
-            points.append({"config": config, "layer": cfg.layer.name, "method": method,
-                           "tiles": len(result.plan.tiles), "rows_per_tile": result.report.rows_per_tile,
+            fns[f"{name}/{method}"] = functools.partial(simulate_layer, cfg.layer, cfg.hardware, method, t)
+            points.append({"layer": name, "method": method, "tiles": len(result.plan.tiles),
+                           "rows_per_tile": result.report.rows_per_tile,
                            "mmac_useful": result.report.macs_useful / 1e6})
     rounds = timed_rounds(fns, repeats)
     for r in points:
         r["sim_ms"] = statistics.median(rounds[f"{r['layer']}/{r['method']}"])
     return points, {(r["layer"], r["method"]): rounds[f"{r['layer']}/{r['method']}"] for r in points}
+
+
+def scaling_series(configs: list[str], repeats: int) -> tuple[list[dict[str, Any]], dict[tuple[str, str], list[float]]]:
+    """:func:`sim_rounds` of the scaling layers (config files)."""
+    cases = {cfg.layer.name: cfg for cfg in (load_config(ROOT / config) for config in configs)}
+    return sim_rounds(cases, repeats)
 
 
 def scaling_steps(series: list[dict[str, Any]], rounds: dict[tuple[str, str], list[float]]) -> list[dict[str, Any]]:
