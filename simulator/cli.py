@@ -66,6 +66,14 @@ def _cmd_from_torch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_cosim(args: argparse.Namespace) -> int:
+    from simulator.cosim import run_cosim
+
+    return run_cosim(Path(args.config), stage=args.stage, tiles=args.tiles,
+                     wave=Path(args.wave) if args.wave else None, out=Path(args.out) if args.out else None,
+                     method=args.method, layer=args.layer, rtl=Path(args.rtl_dir) if args.rtl_dir else None)
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors (a missing CONFIG, an unknown option) as one line and exit 2, like every other error."""
 
@@ -126,6 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--png", default=None, metavar="FILE", help="save a heatmap of the buffer")
     inspect.add_argument("--diff", default=None, metavar="OTHER_DIR", help="compare with another run's dumps")
     inspect.set_defaults(handler=_cmd_inspect)
+
+    cosim = sub.add_parser("cosim", help="run the layer's tiles on the RTL (Icarus Verilog) and compare (docs/rtl.md)")
+    cosim.add_argument("config")
+    cosim.add_argument("--stage", choices=("swell", "mac_array", "all"), default="all")
+    cosim.add_argument("--tiles", type=int, default=None, metavar="N", help="check the first N tiles only")
+    cosim.add_argument("--wave", default=None, metavar="FILE.vcd", help="write a VCD of the RTL run")
+    cosim.add_argument("--out", default=None, metavar="DIR", help="work directory (default runs/<name>/cosim/)")
+    cosim.add_argument("--method", choices=("swell", "phase"), default=None, help="override engine.transposed_conv")
+    cosim.add_argument("--layer", default=None, help="the layer of a network config")
+    cosim.add_argument("--rtl-dir", default=None, metavar="DIR", help="your RTL instead of the shipped rtl/")
+    cosim.set_defaults(handler=_cmd_cosim)
     return parser
 
 
