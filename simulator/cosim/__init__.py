@@ -5,6 +5,6 @@ Modules: :mod:`~simulator.cosim.tasks` (per-tile descriptors and dump files), :m
 :mod:`~simulator.cosim.check` (scoreboard), :mod:`~simulator.cosim.run` (``convsim cosim``). See docs/rtl.md.
 """
 
-from simulator.cosim.run import Fault, run_cosim
+from simulator.cosim.run import Fault, StageVerdict, cosim, run_cosim
 
-__all__ = ["Fault", "run_cosim"]
+__all__ = ["Fault", "StageVerdict", "cosim", "run_cosim"]

@@ -45,9 +45,12 @@ class Fault:
 
 @dataclass(frozen=True)
 class StageVerdict:
+    """One stage's outcome: the printed line, and per checked tile (index, RTL cycles, model cycles)."""
+
     stage: str
     line: str
     passed: bool
+    tiles: tuple[tuple[int, int, int], ...] = ()
 
 
 def _select_layer(cfg: SimConfig, layer: str | None) -> tuple[int, Any]:
@@ -107,18 +110,29 @@ def _verdict(stage: str, tasks: list[SwellTask | MacTask], results: list[dict[st
             if diff is not None and first is None:
                 first = f"tile {task.tile}, {diff.describe(mem.buffer, buf.bank_width_bytes, buf.num_banks)}"
     cycles = f"rtl {rtl_cycles} cycles, model {model_cycles} cycles"
+    per_tile = tuple((task.tile, result["rtl_cycles"], task.model_cycles)
+                     for task, result in zip(tasks, results, strict=True))
     if first is not None:
-        return StageVerdict(stage, f"cosim {stage}: FAIL at {first}; {cycles}", False)
+        return StageVerdict(stage, f"cosim {stage}: FAIL at {first}; {cycles}", False, per_tile)
     if cycle_miss is not None:
         return StageVerdict(stage, f"cosim {stage}: FAIL cycles ({len(tasks)} tiles, {compared} bytes compared "
-                                   f"equal; first differing {cycle_miss}), {cycles}", False)
-    return StageVerdict(stage, f"cosim {stage}: PASS ({len(tasks)} tiles, {compared} bytes compared), {cycles}", True)
+                                   f"equal; first differing {cycle_miss}), {cycles}", False, per_tile)
+    return StageVerdict(stage, f"cosim {stage}: PASS ({len(tasks)} tiles, {compared} bytes compared), {cycles}", True,
+                        per_tile)
 
 
 def run_cosim(config: Path, stage: str = "all", tiles: int | None = None, wave: Path | None = None,
               out: Path | None = None, method: str | None = None, layer: str | None = None,
               rtl: Path | None = None, fault: Fault | None = None) -> int:
     """Run ``convsim cosim``; print one line per stage; return the exit code (0 pass, 1 a difference)."""
+    verdicts = cosim(config, stage, tiles, wave, out, method, layer, rtl, fault)
+    return EXIT_OK if all(v.passed for v in verdicts) else EXIT_MISMATCH
+
+
+def cosim(config: Path, stage: str = "all", tiles: int | None = None, wave: Path | None = None,
+          out: Path | None = None, method: str | None = None, layer: str | None = None,
+          rtl: Path | None = None, fault: Fault | None = None) -> list[StageVerdict]:
+    """The work of ``convsim cosim``: prints one line per stage and returns the verdicts of the checked stages."""
     if tiles is not None and tiles < 1:
         raise ConvsimError(f"--tiles: {tiles}, expected a count >= 1")
     if stage not in (*COSIM_STAGES, "all"):
@@ -190,7 +204,7 @@ def run_cosim(config: Path, stage: str = "all", tiles: int | None = None, wave: 
         print(verdict.line)
     print(f"cosim: {len(checked)} of {len(result.plan.tiles)} tile(s) checked; RTL log {out / 'sim.log'}"
           + (f"; waves {wave}" if wave is not None else ""), file=sys.stderr)
-    return EXIT_OK if all(v.passed for v in verdicts) else EXIT_MISMATCH
+    return verdicts
 
 
-__all__ = ["Fault", "run_cosim"]
+__all__ = ["Fault", "StageVerdict", "cosim", "run_cosim"]
