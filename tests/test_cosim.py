@@ -267,3 +267,32 @@ def test_wave_writes_a_vcd_and_tiles_limits_the_check(tmp_path: Path, capsys: py
     assert "checking 1 of 2 tile(s)" in captured.err
     vcd = wave.read_text()
     assert vcd.startswith("$date") and "$enddefinitions" in vcd and " swell_busy $end" in vcd
+
+
+@pytest.mark.rtl
+@pytest.mark.skipif(not HAVE_ICARUS, reason="Icarus Verilog not installed")
+def test_your_own_swell_dma_replaces_the_shipped_one(tmp_path: Path) -> None:
+    """--rtl-dir with a byte-serial swelling DMA (tests/user_rtl): the shipped MAC array stays; the data match the
+    dump, the cycles are the serial unit's, setup + one per swelled byte, so cosim says FAIL cycles."""
+    config = REPO / "configs" / "seed_case2.yaml"
+    verdicts = cosim(config, out=tmp_path, rtl=REPO / "tests" / "user_rtl")
+    swell, mac = verdicts
+    assert "FAIL cycles" in swell.line and "140 bytes compared equal" in swell.line
+    assert swell.tiles == ((0, 8 + 10 * 14, 8 + ceil_div(10 * 14, 64)),)
+    assert mac.passed
+
+
+def test_bad_rtl_dir_is_exit_2_before_anything_is_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if not HAVE_ICARUS:
+        pytest.skip("the tool check comes first")
+    code = main(["cosim", str(REPO / "configs" / "seed_case1.yaml"), "--rtl-dir", str(tmp_path / "none"),
+                 "--out", str(tmp_path / "o")])
+    assert code == 2 and "--rtl-dir" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_ci_runs_the_readme_test_command_which_installs_icarus() -> None:
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert f"\n{ci}\n" in readme
+    assert ci.startswith("(command -v iverilog >/dev/null || (apt-get update -qq && apt-get install -y -qq iverilog))")

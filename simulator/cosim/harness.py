@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import threading
@@ -36,20 +37,26 @@ def check_tools() -> None:
         raise ConvsimError(f"cosim needs cocotb (Python package) and it is not installed; {INSTALL_HINT}") from None
 
 
-def sources(rtl: Path) -> list[Path]:
-    """The Verilog files of the build: ``rtl``'s units, with the harness from the shipped ``rtl/tb`` when ``rtl``
-    (a user's directory) has none of its own."""
+MODULE = re.compile(r"^\s*module\s+([A-Za-z_][A-Za-z0-9_$]*)", re.MULTILINE)
+
+
+def sources(user_dir: Path | None) -> list[Path]:
+    """The Verilog files of the build. Every ``.v``/``.sv`` file of ``user_dir`` (your RTL) is compiled, and a
+    shipped file of ``rtl/`` only when ``user_dir`` defines none of its modules: your ``swell_dma`` replaces the
+    shipped one, the rest stays (docs/rtl.md)."""
     from simulator.cosim.tasks import rtl_dir
 
-    out = []
-    for name in RTL_SOURCES:
-        path = rtl / name
-        if not path.is_file() and name.startswith("tb/"):
-            path = rtl_dir() / name
-        if not path.is_file():
-            raise ConvsimError(f"--rtl-dir {rtl}: no {name} (docs/rtl.md lists the modules and their ports)")
-        out.append(path)
-    return out
+    shipped = [rtl_dir() / name for name in RTL_SOURCES]
+    if user_dir is None:
+        return shipped
+    if not user_dir.is_dir():
+        raise ConvsimError(f"--rtl-dir {user_dir}: not a directory")
+    mine = sorted(p for p in user_dir.rglob("*") if p.suffix in (".v", ".sv") and p.is_file())
+    defined = {m for p in mine for m in MODULE.findall(p.read_text(errors="replace"))}
+    if not mine:
+        raise ConvsimError(f"--rtl-dir {user_dir}: no .v or .sv files")
+    kept = [p for p in shipped if not set(MODULE.findall(p.read_text())) & defined]
+    return mine + kept
 
 
 def _runner(vcd: bool) -> Any:
@@ -83,7 +90,7 @@ def _follow(progress: Path, total: int, stop: threading.Event) -> None:
             bar.update(done - bar.n)
 
 
-def simulate(job: dict[str, Any], out: Path, parameters: dict[str, int], rtl: Path, wave: Path | None,
+def simulate(job: dict[str, Any], out: Path, parameters: dict[str, int], rtl: Path | None, wave: Path | None,
              total_steps: int) -> list[dict[str, Any]]:
     """Build and run the RTL on ``job``; the test's per-task results (cycles, output files)."""
     check_tools()

@@ -142,11 +142,12 @@ def cosim(config: Path, stage: str = "all", tiles: int | None = None, wave: Path
         cfg = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"transposed_conv": method})})
     index, chosen = _select_layer(cfg, layer)
     harness.check_tools()
+    if rtl is not None:
+        harness.sources(Path(rtl))  # a bad --rtl-dir fails here, before anything is written
     out = Path(out) if out is not None else Path("runs") / cfg.name / "cosim"
     check_writable_dir(out, "output directory")
     if wave is not None:
         check_writable_dir(Path(wave).resolve().parent, "--wave directory")
-    rtl = Path(rtl) if rtl is not None else rtl_dir()
     hw = cfg.hardware
 
     tensors = make_tensors(cfg.data, chosen, index if cfg.is_network else None)
@@ -161,7 +162,8 @@ def cosim(config: Path, stage: str = "all", tiles: int | None = None, wave: Path
     ctx = LayerContext(chosen, hw, result.plan)
     checked = [t for t in dumps.index["dumped_tiles"] if tiles is None or t < tiles]
     print(f"cosim: layer {chosen.name}, method {result.plan.method}: checking {len(checked)} of "
-          f"{len(result.plan.tiles)} tile(s) ({compact(checked)}) on {rtl}", file=sys.stderr)
+          f"{len(result.plan.tiles)} tile(s) ({compact(checked)}) on {rtl or rtl_dir()}",
+          file=sys.stderr)
 
     wanted = COSIM_STAGES if stage == "all" else (stage,)
     per_stage: dict[str, list[Any]] = {}
@@ -190,7 +192,8 @@ def cosim(config: Path, stage: str = "all", tiles: int | None = None, wave: Path
     job = {"out_dir": str(out.resolve()), "word_bytes": word_bytes, "inputs": list(TB_INPUTS),
            "tasks": [to_json(task) for task in ordered]}
     steps = sum(1 if isinstance(task, SwellTask) else len(task.folds) for task in ordered)
-    results = harness.simulate(job, out.resolve(), parameters, rtl.resolve(), wave, steps) if ordered else []
+    results = harness.simulate(job, out.resolve(), parameters, Path(rtl).resolve() if rtl else None, wave,
+                               steps) if ordered else []
     verdicts = []
     start = 0
     for name in wanted:
