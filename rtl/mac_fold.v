@@ -69,40 +69,72 @@ module mac_fold #(
     wire [AW-1:0] last = k_len + R + C - 3;     // the cycle of the last MAC
 
     // ---------------------------------------------------------------- feeder
-    reg  [8*R-1:0] a_feed;
-    reg  [R-1:0]   first_feed;
-    reg  [8*C-1:0] b_feed;
-    reg  [R-1:0]   a_ok;
-    reg  [C-1:0]   b_ok;
-    integer i, j;
-    reg signed [AW:0] k, ry, rx;
-    reg [AW-1:0] e, oy, ox, cch, u, v, q, ch, m, ws;
-    always @* begin
-        for (i = 0; i < R; i = i + 1) begin
-            k = $signed({1'b0, t}) - i;
-            e = e0 + i;
-            oy = e / out_w;  ox = e % out_w;
-            cch = k % cg;  q = k / cg;  v = q % kw;  u = q / kw;
-            ry = $signed({1'b0, oy * stride_h + u * dil_h}) - off_h;
-            rx = $signed({1'b0, ox * stride_w + v * dil_w}) - off_w;
-            ch = group * cg + cch;
-            a_ok[i] = busy && k >= 0 && k < k_len && e < e_len && ry >= 0 && rx >= 0 && ry < x_h && rx < x_w;
-            if (x_layout == NCHW)      a_addr[AW*i +: AW] = x_base + (ch * x_h + ry) * x_w + rx;
-            else if (x_layout == NHWC) a_addr[AW*i +: AW] = x_base + (ry * x_w + rx) * x_channels + ch;
-            else a_addr[AW*i +: AW] = x_base + (((ch / x_c0) * x_h + ry) * x_w + rx) * x_c0 + ch % x_c0;
-            a_feed[8*i +: 8] = a_ok[i] ? a_data[8*i +: 8] : 8'd0;
-            first_feed[i] = busy && k == 0;
+    // The reduction step of the fold is decoded once, by counters: step k = t is kernel row ku, kernel column kv,
+    // channel kc (channel fastest). A skew line of registers delays that decode: stage i holds step t - i, which
+    // is what array row i and array column i take this cycle. Each row then forms its ifmap address from its
+    // output pixel (fixed for the fold) and the delayed (u, v, c); each column its weight address.
+    localparam integer D = (R > C) ? R : C;
+    reg  [15:0] ku, kv, kc;                     // decode of step t
+    wire        k_valid = busy && t < k_len;
+    wire [8*R-1:0] a_feed;
+    wire [R-1:0]   first_feed;
+    wire [8*C-1:0] b_feed;
+    genvar gi;
+    generate
+        for (gi = 0; gi < D; gi = gi + 1) begin : skew
+            reg  [15:0] u, v, c;
+            reg         valid, first;
+            if (gi == 0) begin : head
+                always @* begin
+                    u = ku;  v = kv;  c = kc;  valid = k_valid;  first = k_valid && t == 0;
+                end
+            end else begin : tail
+                always @(posedge clk or negedge rst_n) begin
+                    if (!rst_n) begin
+                        valid <= 1'b0;  first <= 1'b0;  u <= 0;  v <= 0;  c <= 0;
+                    end else if (start && !busy && !draining) begin
+                        valid <= 1'b0;  first <= 1'b0;
+                    end else begin
+                        u <= skew[gi - 1].u;  v <= skew[gi - 1].v;  c <= skew[gi - 1].c;
+                        valid <= skew[gi - 1].valid;  first <= skew[gi - 1].first;
+                    end
+                end
+            end
         end
-        for (j = 0; j < C; j = j + 1) begin
-            k = $signed({1'b0, t}) - j;
-            cch = k % cg;  q = k / cg;  v = q % kw;  u = q / kw;
-            m = group * mg + n0 + j;
-            b_ok[j] = busy && k >= 0 && k < k_len && n0 + j < mg;
-            ws = kh * kw * cg;
-            b_addr[AW*j +: AW] = w_base + (w_index * w_m + m) * ws + (cch * kh + u) * kw + v;
-            b_feed[8*j +: 8] = b_ok[j] ? b_data[8*j +: 8] : 8'd0;
+        for (gi = 0; gi < R; gi = gi + 1) begin : feed_row
+            reg  [AW-1:0]     e, oy, ox, ch;
+            reg  signed [AW:0] ry, rx;
+            reg               ok;
+            reg  [AW-1:0]     addr;
+            always @* begin                       // the row's output pixel: fixed for the fold
+                e = e0 + gi;
+                oy = e / out_w;  ox = e % out_w;
+            end
+            always @* begin
+                ry = $signed({1'b0, oy * stride_h + skew[gi].u * dil_h}) - off_h;
+                rx = $signed({1'b0, ox * stride_w + skew[gi].v * dil_w}) - off_w;
+                ch = group * cg + skew[gi].c;
+                ok = skew[gi].valid && e < e_len && ry >= 0 && rx >= 0 && ry < x_h && rx < x_w;
+                if (x_layout == NCHW)      addr = x_base + (ch * x_h + ry) * x_w + rx;
+                else if (x_layout == NHWC) addr = x_base + (ry * x_w + rx) * x_channels + ch;
+                else addr = x_base + (((ch / x_c0) * x_h + ry) * x_w + rx) * x_c0 + ch % x_c0;
+            end
+            always @* a_addr[AW*gi +: AW] = addr;
+            assign a_feed[8*gi +: 8] = ok ? a_data[8*gi +: 8] : 8'd0;
+            assign first_feed[gi] = skew[gi].first;
         end
-    end
+        for (gi = 0; gi < C; gi = gi + 1) begin : feed_col
+            reg  [AW-1:0] m, addr;
+            reg           ok;
+            always @* begin
+                m = group * mg + n0 + gi;
+                ok = skew[gi].valid && n0 + gi < mg;
+                addr = w_base + (w_index * w_m + m) * k_len + (skew[gi].c * kh + skew[gi].u) * kw + skew[gi].v;
+            end
+            always @* b_addr[AW*gi +: AW] = addr;
+            assign b_feed[8*gi +: 8] = ok ? b_data[8*gi +: 8] : 8'd0;
+        end
+    endgenerate
 
     reg           draining;
     reg  [AW-1:0] d;                            // drain cycle: 0 capture, 1..R write row d-1
@@ -129,11 +161,18 @@ module mac_fold #(
     // ---------------------------------------------------------------- control
     always @(posedge clk or negedge rst_n) begin
         if (!rst_n) begin
-            busy <= 1'b0; done <= 1'b0; draining <= 1'b0; t <= 0; d <= 0;
+            busy <= 1'b0; done <= 1'b0; draining <= 1'b0; t <= 0; d <= 0; ku <= 0; kv <= 0; kc <= 0;
         end else begin
             done <= 1'b0;
             if (busy) begin
                 t <= t + 1;
+                if (kc + 1 == cg) begin       // step t + 1: next channel, kernel column, kernel row
+                    kc <= 0;
+                    if (kv + 1 == kw) begin
+                        kv <= 0;
+                        ku <= ku + 1;
+                    end else kv <= kv + 1;
+                end else kc <= kc + 1;
                 if (t == last) begin
                     busy <= 1'b0;
                     draining <= 1'b1;
@@ -147,7 +186,7 @@ module mac_fold #(
                 end
             end else if (start) begin
                 busy <= 1'b1;
-                t <= 0;
+                t <= 0; ku <= 0; kv <= 0; kc <= 0;
             end
         end
     end

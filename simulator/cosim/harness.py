@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.errors import ConvsimError
+from simulator.files import atomic_write_json
 
 INSTALL_HINT = ("install Icarus Verilog (Debian/Ubuntu: `apt-get install -y iverilog`) and the cosim extra "
                 "(`pip install -e '.[cosim]'`)")
@@ -98,7 +99,7 @@ def simulate(job: dict[str, Any], out: Path, parameters: dict[str, int], rtl: Pa
     job_file, result_file, progress = out / "job.json", out / "result.json", out / "progress"
     for stale in (result_file, progress):
         stale.unlink(missing_ok=True)
-    job_file.write_text(json.dumps(job))
+    atomic_write_json(job_file, job)
     runner = _runner(vcd=wave is not None)
     build_dir = out / "sim_build"
     log = out / "sim.log"

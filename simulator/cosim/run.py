@@ -21,7 +21,7 @@ from simulator.cosim.tasks import COSIM_STAGES, MacTask, MemFile, SwellTask, mac
 from simulator.data import make_tensors
 from simulator.dump import Dumps, DumpWriter, compact, parse_hex
 from simulator.errors import ConvsimError
-from simulator.files import check_writable_dir
+from simulator.files import atomic_write_text, check_writable_dir
 from simulator.pipeline import simulate_layer
 from simulator.stages.common import LayerContext
 
@@ -76,7 +76,7 @@ def _flip(mem: MemFile, fault: Fault, out: Path, word_bytes: int) -> MemFile:
     word = int(lines[i], 16) ^ (1 << (8 * (offset % word_bytes) + fault.bit))
     lines[i] = f"{word:0{2 * word_bytes}x}"
     path = out / f"fault_{Path(mem.path).parent.name}_{Path(mem.path).name}"
-    path.write_text("\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return replace(mem, path=str(path))
 
 

@@ -19,6 +19,8 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, Timer
 
+from simulator.files import atomic_write_json, atomic_write_text
+
 MEM_SEL = {"ifmap": 0, "weight": 1, "psum": 2}
 FILE_NAME_BYTES = 1024
 
@@ -78,7 +80,7 @@ async def cosim(dut: Any) -> None:
     job = json.loads(Path(os.environ["COSIM_JOB"]).read_text())
     out_dir = Path(job["out_dir"])
     word_bytes: dict[str, int] = job["word_bytes"]
-    Clock(dut.clk, 10, unit="ns").start()
+    Clock(dut.clk, 10, unit="ns", impl="gpi").start()
     for name in job["inputs"]:
         getattr(dut, name).value = 0
     dut.rst_n.value = 0
@@ -97,7 +99,7 @@ async def cosim(dut: Any) -> None:
             await _run_unit(dut, "swell_start", "swell_done")
             cycles = int(dut.swell_cycles.value)
             steps += 1
-            progress.write_text(str(steps))
+            atomic_write_text(progress, str(steps))
         else:
             for mem in task["clear"]:  # the psum region starts zeroed (NC1HWC0 tail channels stay 0)
                 await _region_words(dut, mem, word_bytes)
@@ -111,10 +113,10 @@ async def cosim(dut: Any) -> None:
                 cycles += int(dut.mac_cycles.value)
                 await RisingEdge(dut.clk)  # the result port writes the psums at this edge
                 steps += 1
-                progress.write_text(str(steps))
+                atomic_write_text(progress, str(steps))
         for mem in task["expect"]:
             path = out_dir / f"rtl_{task['kind']}_tile{task['tile']:04d}_{mem['region']}.hex"
             await _dump(dut, mem, word_bytes, path)
             outputs.append({"region": mem["region"], "path": str(path)})
         results.append({"kind": task["kind"], "tile": task["tile"], "rtl_cycles": cycles, "outputs": outputs})
-        Path(os.environ["COSIM_RESULT"]).write_text(json.dumps({"results": results}))
+        atomic_write_json(Path(os.environ["COSIM_RESULT"]), {"results": results})
