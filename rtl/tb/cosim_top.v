@@ -99,7 +99,7 @@ module cosim_top #(
 
     // ------------------------------------------------------------------ busy-cycle counters
     always @(posedge clk) begin
-        if (clear_counters) begin
+        if (!rst_n || clear_counters) begin
             swell_cycles <= 0;
             mac_cycles <= 0;
         end else begin

@@ -65,6 +65,7 @@ def _program(dut: Any, prefix: str, desc: dict[str, int], previous: dict[str, in
 
 
 async def _run_unit(dut: Any, start: str, done: str) -> None:
+    await FallingEdge(dut.clk)  # act between edges (the memory strobes before may end on an edge)
     dut.clear_counters.value = 1
     await RisingEdge(dut.clk)
     dut.clear_counters.value = 0
