@@ -28,6 +28,7 @@ from simulator.tiling import method_for, plan_tiles
 from tests.conftest import REPO, make_config
 from tests.test_properties import PROPERTY_SETTINGS, conv2d_layers, tight_sram, transposed_layers
 
+ENERGY_DOC = (REPO / "docs" / "energy.md").read_text()
 CONFIGS = ("seed_case1", "seed_case2", "dcgan_128_64", "conv2d_basic", "grouped_dilated_asym", "fsrcnn_deconv")
 DCGAN = ("dcgan_128_64", "dcgan_256_128", "dcgan_512_256")
 
@@ -149,6 +150,8 @@ def test_presets_resolve_to_the_documented_femtojoules():
     (16 << 10, 1768),  # 10 * 2**0.5 / 8 = 1.76777 pJ
     (512 << 10, 9060),  # 20 * 16**(ln 5 / ln 32) / 8 = 20 * 3.6239 / 8 = 9.0598 pJ
     (4 << 10, 884),  # 10 * 0.5**0.5 / 8 = 0.88388 pJ (first segment extended)
+    (128 << 10, 4759),  # 20 * 4**0.46439 / 8 = 4.7590 pJ
+    (2 << 20, 17247),  # 100 * 2**0.46439 / 8 = 17.2466 pJ (last segment extended)
 ])
 def test_horowitz45_sized_interpolates_sram_by_capacity(size_bytes, fj_per_byte):
     from simulator.energy import energy_table
@@ -159,6 +162,9 @@ def test_horowitz45_sized_interpolates_sram_by_capacity(size_bytes, fj_per_byte)
     table = energy_table(cfg.hardware)
     assert (table.read_fj("psum"), table.write_fj("psum")) == (fj_per_byte, fj_per_byte)
     assert table.read_fj("ifmap") == 9060  # the default 512 KiB buffer
+    size = f"{size_bytes >> 20} MiB" if size_bytes >= 1 << 20 else f"{size_bytes >> 10} KiB"
+    shown = f"{fj_per_byte / 1000:g}"
+    assert f"| {size}{' (the default)' if size_bytes == 512 << 10 else ''} | {shown} |" in ENERGY_DOC
 
 
 def test_keys_override_the_preset_and_buffers_override_the_sram_cost():
@@ -311,3 +317,59 @@ def test_macs_on_inserted_zeros_per_tile_match_a_brute_force_count(data, method)
         issued, real = brute_force_macs(cfg.layer, plan, tile)
         assert (cost.macs_issued, cost.macs_useful) == (issued, real)
         assert cost.macs_issued - cost.macs_useful == issued - real  # the MACs zero gating gates
+
+
+# ------------------------------------------------------------------------------------ docs/energy.md example
+
+
+def test_worked_example_in_docs_by_hand():
+    """docs/energy.md section 7: DCGAN 128->64 with horowitz45, every count from the layer's shape, every energy
+    from the counts (0.3 pJ per MAC, 1.25 pJ per SRAM byte, 162.5 pJ per DRAM byte), in fJ to stay exact."""
+    mac, sram, dram = 300, 1250, 162_500  # fJ
+    # MACs: swell E*K*N over the swelled ifmap; useful: 62 (output, tap) pairs per axis (taps 0, 3: 15; 1, 2: 16)
+    issued_swell = (32 * 32) * (4 * 4 * 128) * 64
+    per_axis = sum(sum(1 for i in range(16) if 0 <= 2 * i - 1 + t < 32) for t in range(4))
+    useful = 64 * 128 * per_axis * per_axis
+    issued_phase = 4 * (16 * 16) * (2 * 2 * 128) * 64
+    assert (per_axis, issued_swell, useful, issued_phase) == (62, 134_217_728, 31_490_048, 33_554_432)
+    # bytes, both tiles: ifmap 2 x 128*16*16; weight 2 x 128*32*16 + bias 2 x 32*4; swelled 2 x 128*35*35;
+    # psum 2 x 32 ch * 32*32 * 4 B; phase sub-kernels 2 x 4*32*128*2*2; ofmap 64*32*32*4
+    ifmap, weight, bias = 2 * 128 * 16 * 16, 2 * 128 * 32 * 16, 2 * 32 * 4
+    swelled, psum, ofmap = 2 * 128 * 35 * 35, 2 * 32 * 32 * 32 * 4, 64 * 32 * 32 * 4
+    stages = {  # stage: (SRAM read, SRAM write, DRAM read, DRAM write, MACs)
+        "load": (0, ifmap + weight + bias, ifmap + weight + bias, 0, 0),
+        "swell": (ifmap, swelled, 0, 0, 0),
+        "weight_transpose": (weight, weight, 0, 0, 0),
+        "mac_array": (swelled + weight, psum, 0, 0, issued_swell),
+        "writeback": (2 * psum + bias, psum, 0, ofmap, 0),
+    }
+    expected = {name: (r + w) * sram + (dr + dw) * dram + m * mac for name, (r, w, dr, dw, m) in stages.items()}
+    cfg = load_config(REPO / "configs" / "dcgan_128_64.yaml")
+    swell = simulate_layer(cfg.layer, cfg.hardware, "swell", None).report
+    for stage in swell.stages:
+        r, w, dr, dw, m = stages[stage.name]
+        assert (sum(stage.sram_read_bytes.values()), sum(stage.sram_write_bytes.values()), stage.dram_read_bytes,
+                stage.dram_write_bytes, stage.macs_issued or 0) == (r, w, dr, dw, m), stage.name
+        assert stage.energy_fj == expected[stage.name], stage.name
+    total_swell = sum(expected.values())
+    zeros_swell = (issued_swell - useful) * mac
+    assert swell.energy_fj == total_swell == 117_768_678_400 and swell.zero_mac_energy_fj == zeros_swell
+    # load writes; weight-transpose reads the weight, writes the sub-kernels (4 x 2x2 taps: as many bytes);
+    # the MAC array reads the compact ifmap and the sub-kernels, writes four phase psums (as many bytes as psum)
+    sram_bytes_phase = (ifmap + weight + bias) + 2 * weight + (ifmap + weight + psum) + (2 * psum + bias + psum)
+    assert sram_bytes_phase == 2 * 852_224
+    total_phase = issued_phase * mac + sram_bytes_phase * sram + (ifmap + weight + bias + ofmap) * dram
+    phase = simulate_layer(cfg.layer, cfg.hardware, "phase", None).report
+    assert phase.energy_fj == total_phase
+    gated = simulate_layer(cfg.layer, with_energy("dcgan_128_64", None, zero_gating=True).hardware, "swell", None)
+    assert gated.report.energy_fj == total_swell - zeros_swell
+    # the figures the page quotes
+    pj = lambda fj: f"{fj // 1000:,}" + (f".{fj % 1000:03d}".rstrip("0") if fj % 1000 else "")  # noqa: E731
+    quoted = [f"{issued_swell:,}", f"{useful:,}", f"{issued_swell - useful:,}", f"{issued_phase:,}",
+              f"{issued_phase - useful:,}", *(f"= {pj(v)} |" for v in expected.values()),
+              f"**{pj(total_swell)}**", f"**{pj(zeros_swell)} pJ**", f"**{pj(total_phase)} pJ**",
+              f"saves {pj(total_swell - total_phase)} pJ, {(total_swell - total_phase) / total_swell:.1%}",
+              f"**{pj(total_swell - zeros_swell)} pJ**", f"mac {pj(issued_swell * mac)} pJ",
+              f"dram {pj((ifmap + weight + bias + ofmap) * dram)} pJ"]
+    for text in quoted:
+        assert text in ENERGY_DOC, text
