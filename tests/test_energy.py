@@ -373,3 +373,68 @@ def test_worked_example_in_docs_by_hand():
               f"dram {pj((ifmap + weight + bias + ofmap) * dram)} pJ"]
     for text in quoted:
         assert text in ENERGY_DOC, text
+
+
+# ---------------------------------------------------------------------------------------- CLI and report.json
+
+
+def test_run_writes_energy_on_every_stage_and_the_layer(tmp_path, capsys):
+    import json
+
+    from simulator.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", str(REPO / "configs" / "seed_case2.yaml"), "--out", str(out), "--no-dumps"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    for record in (report, *report["stages"]):
+        assert sum(record["energy_fj_by_action"].values()) == record["energy_fj"]
+        assert record["energy_pj"] == record["energy_fj"] / 1000
+        assert set(record["energy_pj_by_action"]) == {"mac", "mac_gated", "sram_read", "sram_write", "dram",
+                                                      "swell_dma", "output_converter"}
+    assert report["energy_fj"] == sum(s["energy_fj"] for s in report["stages"])
+    mac = next(s for s in report["stages"] if s["name"] == "mac_array")
+    assert mac["macs_on_zeros"] == mac["macs_issued"] - mac["macs_useful"] == report["macs_on_zeros"]
+    assert report["zero_mac_energy_fj"] == mac["zero_mac_energy_fj"] == report["macs_on_zeros"] * 300
+    assert report["energy_table"]["mac_pj"] == 0.3
+    printed = capsys.readouterr().out
+    assert "energy nJ" in printed and f"MACs on inserted zeros {report['macs_on_zeros']:,} (not gated)" in printed
+
+
+def test_network_report_totals_add_up_the_layer_reports(tmp_path):
+    import json
+
+    from simulator.cli import main
+
+    out = tmp_path / "net"
+    assert main(["run", str(REPO / "configs" / "dcgan_generator.yaml"), "--out", str(out), "--no-dumps"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    layers = [json.loads((out / layer["report"]).read_text()) for layer in report["layers"]]
+    assert report["totals"]["energy_fj"] == sum(r["energy_fj"] for r in layers)
+    for action, value in report["totals"]["energy_fj_by_action"].items():
+        assert value == sum(r["energy_fj_by_action"][action] for r in layers)
+
+
+def test_a_bad_energy_key_exits_2_with_one_line(tmp_path, capsys):
+    from simulator.cli import main
+
+    config = tmp_path / "bad.yaml"
+    config.write_text((REPO / "configs" / "seed_case2.yaml").read_text().replace(
+        "hardware: hw/default.yaml", "hardware: {energy: {preset: horowitz45, sram_read_pj_per_byte: -2}}"))
+    assert main(["run", str(config), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "hardware.energy.sram_read_pj_per_byte" in err and "-2" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_unit_costs_apply_to_the_swell_and_output_converter_stages_only():
+    """Per-byte unit costs by hand: the swelling DMA per byte written, an output converter per byte read."""
+    from simulator.energy import energy_table, stage_energy
+
+    table = energy_table(with_energy("seed_case2", {"swell_dma_pj_per_byte": 0.25,
+                                                    "output_converter_pj_per_byte": 0.8}).hardware)
+    reads, writes = {"psum": 400, "ifmap": 8}, {"ifmap": 100}
+    assert stage_energy("output_converter", reads, writes, 0, 0, 0, 0, table).fj_by_action["output_converter"] \
+        == 408 * 800
+    assert stage_energy("swell", reads, writes, 0, 0, 0, 0, table).fj_by_action["swell_dma"] == 100 * 250
+    other = stage_energy("writeback", reads, writes, 0, 0, 0, 0, table).fj_by_action
+    assert other["swell_dma"] == other["output_converter"] == 0
