@@ -116,14 +116,15 @@ def test_horowitz45_phase_uses_less_energy_than_swell_on_dcgan_layers(name):
     assert phase.energy_fj_by_action["mac"] < swell.energy_fj_by_action["mac"]
 
 
-def test_horowitz45_phase_no_worse_on_every_dcgan_generator_layer():
-    """Strictly less on the stride-2 layers; the stride-1 first layer (1x1 input) maps identically."""
+def test_horowitz45_phase_uses_less_energy_on_every_dcgan_generator_layer():
+    """Every layer of the generator, the stride-1 first one too: there both methods issue the same MACs, but swell
+    writes and reads the padded 7x7 canvas in SRAM, phase pads implicitly."""
     cfg = with_energy("dcgan_generator", {"preset": "horowitz45"})
     for swell, phase, layer in zip(reports(cfg, "swell"), reports(cfg, "phase"), cfg.layers, strict=True):
+        assert phase.energy_fj < swell.energy_fj, layer.name
         if layer.stride == (1, 1):
-            assert phase.energy_fj <= swell.energy_fj
-        else:
-            assert phase.energy_fj < swell.energy_fj, layer.name
+            assert phase.energy_fj_by_action["mac"] == swell.energy_fj_by_action["mac"]
+            assert phase.energy_fj_by_action["sram_write"] < swell.energy_fj_by_action["sram_write"]
 
 
 # ----------------------------------------------------------------------------------- tables, by hand
