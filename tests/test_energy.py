@@ -458,3 +458,20 @@ def test_zero_gating_leaves_every_count_and_cycle_alone(layer, method):
     assert reps[0].events == reps[1].events
     on_zeros = reps[0].report.macs_on_zeros
     assert reps[0].report.energy_fj - reps[1].report.energy_fj == on_zeros * 300  # horowitz45: 0.3 pJ vs 0
+
+
+def test_the_config_example_in_docs_loads_and_every_preset_name_has_a_table():
+    import re
+    from typing import get_args
+
+    import yaml
+
+    from simulator.config import EnergyPreset
+    from simulator.energy import PRESETS, energy_table
+
+    block = re.search(r"## 3\. Config: `hardware.energy`\n\n```yaml\n(.*?)```", ENERGY_DOC, re.S)
+    assert block is not None
+    hw = HardwareConfig.model_validate(yaml.safe_load(block.group(1))["hardware"])
+    table = energy_table(hw)
+    assert (table.mac_fj, table.read_fj("psum"), table.read_fj("ifmap"), table.zero_gating) == (300, 2500, 1250, True)
+    assert set(PRESETS) == set(get_args(EnergyPreset))
