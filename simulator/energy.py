@@ -29,10 +29,10 @@ FJ_PER_PJ = 1000
 # the order of the actions in every breakdown (reports, tables); each is a sum of count x cost in fJ
 ACTIONS = ("mac", "mac_gated", "sram_read", "sram_write", "dram", "swell_dma", "output_converter")
 # stages whose own datapath has a per-byte cost, and which of their SRAM bytes it applies to: the swelling DMA
-# generates every byte it writes (inserted zeros and borders included); the output converter (requantizer)
-# works per int32 accumulator byte it reads
+# generates every byte it writes (inserted zeros and borders included); the output converter (the
+# ``output_convert`` stage of quantized layers) requantizes one int32 accumulator per int8 byte it writes
 UNIT_BYTES: dict[str, tuple[str, str]] = {"swell": ("swell_dma", "write"),
-                                          "output_converter": ("output_converter", "read")}
+                                          "output_convert": ("output_converter", "write")}
 
 # ------------------------------------------------------------------------------------------------ shipped tables
 # Every figure's source and derivation is in docs/energy.md; values in pJ, exact decimals.
@@ -45,7 +45,7 @@ HOROWITZ45: dict[str, Fraction] = {
     "sram_write_pj_per_byte": Fraction(10) / 8,  # the table gives one figure per access: taken for writes too
     "dram_pj_per_byte": Fraction(1300) / 8,  # DRAM 1.3-2.6 nJ per 64-bit access: the low end
     "swell_dma_pj_per_byte": Fraction(0),  # no figure for an address generator: only its SRAM bytes count
-    "output_converter_pj_per_byte": (Fraction("3.1") + Fraction("0.1")) / 4,  # 32-bit mult + add per int32
+    "output_converter_pj_per_byte": Fraction("3.1") + Fraction("0.1"),  # 32-bit mult + add per value
 }
 # Horowitz's three SRAM points: (capacity bytes, pJ per 64-bit access)
 HOROWITZ45_SRAM_POINTS: tuple[tuple[int, Fraction], ...] = ((8 << 10, Fraction(10)), (32 << 10, Fraction(20)),

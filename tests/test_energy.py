@@ -137,7 +137,7 @@ def test_presets_resolve_to_the_documented_femtojoules():
     # 0.2 pJ (8b mult) + 0.1 pJ (32b add); 10 pJ / 8 B; 1.3 nJ / 8 B; (3.1 + 0.1) pJ / 4 B
     assert (h.mac_fj, h.mac_gated_fj, h.read_fj("psum"), h.write_fj("ifmap")) == (300, 0, 1250, 1250)
     assert (h.dram_read_fj_per_byte, h.dram_write_fj_per_byte) == (162_500, 162_500)
-    assert h.unit_fj_per_byte == {"swell_dma": 0, "output_converter": 800}
+    assert h.unit_fj_per_byte == {"swell_dma": 0, "output_converter": 3200}
     z = energy_table(with_energy("seed_case2", {"preset": "zigzag_tpu_like"}).hardware)
     # 0.04 pJ; 416.16 pJ / 256 B = 1.625625 -> 1.626; 378.4 / 256 = 1.478125 -> 1.478; 700 / 8; 750 / 8
     assert (z.mac_fj, z.read_fj("ifmap"), z.write_fj("ifmap")) == (40, 1626, 1478)
@@ -428,14 +428,15 @@ def test_a_bad_energy_key_exits_2_with_one_line(tmp_path, capsys):
 
 
 def test_unit_costs_apply_to_the_swell_and_output_converter_stages_only():
-    """Per-byte unit costs by hand: the swelling DMA per byte written, an output converter per byte read."""
+    """Per-byte unit costs by hand: the swelling DMA and the output converter (stage output_convert) per byte
+    they write."""
     from simulator.energy import energy_table, stage_energy
 
     table = energy_table(with_energy("seed_case2", {"swell_dma_pj_per_byte": 0.25,
-                                                    "output_converter_pj_per_byte": 0.8}).hardware)
+                                                    "output_converter_pj_per_byte": 3.2}).hardware)
     reads, writes = {"psum": 400, "ifmap": 8}, {"ifmap": 100}
-    assert stage_energy("output_converter", reads, writes, 0, 0, 0, 0, table).fj_by_action["output_converter"] \
-        == 408 * 800
+    assert stage_energy("output_convert", reads, writes, 0, 0, 0, 0, table).fj_by_action["output_converter"] \
+        == 100 * 3200
     assert stage_energy("swell", reads, writes, 0, 0, 0, 0, table).fj_by_action["swell_dma"] == 100 * 250
     other = stage_energy("writeback", reads, writes, 0, 0, 0, 0, table).fj_by_action
     assert other["swell_dma"] == other["output_converter"] == 0
