@@ -24,6 +24,7 @@ from fractions import Fraction
 from typing import Any
 
 from simulator.config import EnergyConfig, HardwareConfig
+from simulator.stages.common import StageCost
 
 FJ_PER_PJ = 1000
 # the order of the actions in every breakdown (reports, tables); each is a sum of count x cost in fJ
@@ -215,6 +216,12 @@ def stage_energy(stage: str, sram_read_bytes: dict[str, int], sram_write_bytes: 
         moved = sram_write_bytes if side == "write" else sram_read_bytes
         by_action[action] = sum(moved.values()) * table.unit_fj_per_byte[action]
     return Energy(by_action, zero_fj)
+
+
+def cost_energy(stage: str, cost: StageCost, table: EnergyTable) -> Energy:
+    """Energy of one stage on one tile, from its cost record."""
+    return stage_energy(stage, cost.sram_read_bytes, cost.sram_write_bytes, cost.dram_read_bytes,
+                        cost.dram_write_bytes, cost.macs_issued, cost.macs_useful, table)
 
 
 def fmt_nj(fj: int) -> str:

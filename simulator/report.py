@@ -21,6 +21,7 @@ class TileEvent:
     tile: int
     start_cycle: int
     end_cycle: int
+    energy_fj: int = 0  # this stage's energy on this tile (the stage record's is the exact sum over tiles)
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,8 @@ def chrome_trace(events: tuple[TileEvent, ...], names: tuple[str, ...], clock_mh
     out += [{"name": "thread_name", "ph": "M", "pid": 0, "tid": i, "args": {"name": n}} for n, i in tid.items()]
     out += [{"name": f"tile {e.tile}", "ph": "X", "pid": 0, "tid": tid[e.stage], "ts": e.start_cycle / clock_mhz,
              "dur": (e.end_cycle - e.start_cycle) / clock_mhz,
-             "args": {"tile": e.tile, "start_cycle": e.start_cycle, "end_cycle": e.end_cycle}} for e in events]
+             "args": {"tile": e.tile, "start_cycle": e.start_cycle, "end_cycle": e.end_cycle,
+                      "energy_pj": e.energy_fj / 1000}} for e in events]
     return {"traceEvents": out, "displayTimeUnit": "ns"}
 
 
