@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 from simulator.cli import main
 from simulator.config import load_config
 from simulator.cosim import Fault, cosim
-from simulator.cosim.check import first_difference, parse_writememh
+from simulator.cosim.check import coordinate, first_difference, parse_writememh
 from simulator.geometry import ceil_div
-from simulator.sram import to_physical
+from simulator.sram import Region, to_physical
 from simulator.stages.common import LayerContext
 from simulator.stages.swell import place_on_canvas, tile_offset
 from simulator.tiling import plan_tiles
@@ -103,10 +103,19 @@ def test_first_difference_reports_int32_element_address_and_values() -> None:
     model = np.frombuffer(np.array([5, -7, 9], dtype="<i4").tobytes(), dtype=np.uint8)
     rtl = model.astype(np.int16).copy()
     rtl[5] ^= 0x01  # one bit of the second int32
-    diff = first_difference("psum", 0x100, rtl, model, 4)
-    assert diff is not None and diff.addr == 0x104 and diff.differing_bytes == 1
+    region = Region("psum", "psum", 0x100, (3, 1, 1), "<i4", "NHWC")  # 3 channels of one pixel
+    diff = first_difference(region, rtl, model)
+    assert diff is not None and diff.addr == 0x104 and diff.differing_bytes == 1 and diff.where == "[1, 0, 0]"
     assert diff.model.startswith("-7 ") and diff.rtl.startswith(f"{-7 ^ 0x100} ")
-    assert first_difference("psum", 0x100, model.astype(np.int16), model, 4) is None
+    assert first_difference(region, model.astype(np.int16), model) is None
+
+
+def test_coordinate_follows_the_layout_and_names_nc1hwc0_padding() -> None:
+    # (C=3, H=2, W=2) in NC1HWC0 with c0=4: byte ((c1*H + y)*W + x)*4 + c; channel 3 is the zero tail
+    region = Region("r", "ifmap", 0, (3, 2, 2), "int8", "NC1HWC0", 4)
+    assert coordinate(region, ((0 * 2 + 1) * 2 + 1) * 4 + 2) == "[2, 1, 1]"  # c1 = 0, y = 1, x = 1, c = 2
+    assert coordinate(region, 3) == "[padding]"
+    assert coordinate(Region("r", "ifmap", 0, (3, 2, 2), "int8", "NHWC"), (1 * 2 + 0) * 3 + 1) == "[1, 1, 0]"
 
 
 def test_missing_icarus_is_exit_2_with_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -253,11 +262,11 @@ def test_a_left_crop_wider_than_a_beat_costs_the_rtl_a_wait_the_model_does_not_c
 @pytest.mark.skipif(not HAVE_ICARUS, reason="Icarus Verilog not installed")
 @pytest.mark.parametrize(("stage", "buffer", "addr", "expect"), [
     # ifmap pixel (0, 0) of seed_case1 lands at swelled (2, 2) of the 17x17 map at 0x100: 0x100 + 2*17 + 2
-    ("swell", "ifmap", 0x0, "ifmap_swelled at ifmap 0x00000124 (bank 2, row 1)"),
+    ("swell", "ifmap", 0x0, "ifmap_swelled[0, 2, 2] at ifmap 0x00000124 (bank 2, row 1)"),
     # conv weight tap (0, 0) (weight_conv at 0x100) multiplies swelled pixel (r, c) into output (r, c); the first
     # non-zero swelled pixel is input (0, 0) at (2, 2) (non-zero in this data), so output (2, 2) differs first:
     # int32 NHWC psum at 4 * (2*15 + 2) = 0x80
-    ("mac_array", "weight", 0x100, "psum at psum 0x00000080 (bank 8, row 0)"),
+    ("mac_array", "weight", 0x100, "psum[0, 2, 2] at psum 0x00000080 (bank 8, row 0)"),
 ])
 def test_one_bit_fault_in_an_rtl_input_fails_and_names_the_address(stage: str, buffer: str, addr: int, expect: str,
                                                                    tmp_path: Path,

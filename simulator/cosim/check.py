@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simulator.sram import Region, to_physical
+
 UNKNOWN = -1
 
 
@@ -41,11 +43,23 @@ class Difference:
     rtl: str
     model: str
     differing_bytes: int
+    where: str = ""
 
     def describe(self, buffer: str, word_bytes: int, num_banks: int) -> str:
         bank, row = (self.addr // word_bytes) % num_banks, self.addr // (word_bytes * num_banks)
-        return (f"{self.region} at {buffer} 0x{self.addr:08x} (bank {bank}, row {row}): rtl {self.rtl}, "
+        return (f"{self.region}{self.where} at {buffer} 0x{self.addr:08x} (bank {bank}, row {row}): rtl {self.rtl}, "
                 f"model {self.model} ({self.differing_bytes} byte(s) differ)")
+
+
+def coordinate(region: Region, offset: int) -> str:
+    """The logical index ``[c, y, x]`` (activations) of the element at byte ``offset`` of the region, through its
+    layout; ``[padding]`` for the zero tail channels of NC1HWC0."""
+    count = int(np.prod(region.shape))
+    order = to_physical(np.arange(1, count + 1, dtype=np.int64).reshape(region.shape), region.layout, region.c0)
+    item = int(order.reshape(-1)[offset // np.dtype(region.dtype).itemsize])
+    if item == 0:
+        return "[padding]"
+    return "[" + ", ".join(str(int(i)) for i in np.unravel_index(item - 1, region.shape)) + "]"
 
 
 def _int32(values: np.ndarray) -> str:
@@ -55,17 +69,18 @@ def _int32(values: np.ndarray) -> str:
     return f"{v} (0x{v & 0xFFFFFFFF:08x})"
 
 
-def first_difference(region: str, base_addr: int, rtl: np.ndarray, model: np.ndarray,
-                     itemsize: int) -> Difference | None:
-    """None when equal; else the first differing element (``itemsize`` 1: bytes, 4: little-endian int32)."""
+def first_difference(region: Region, rtl: np.ndarray, model: np.ndarray) -> Difference | None:
+    """None when equal; else the first differing element of the region (int8: a byte, int32: little-endian)."""
     differ = rtl != model.astype(np.int16)
     count = int(differ.sum())
     if not count:
         return None
+    itemsize = np.dtype(region.dtype).itemsize
     first = int(np.flatnonzero(differ)[0]) // itemsize * itemsize
+    where = coordinate(region, first) if region.shape else ""
     if itemsize == 4:
-        return Difference(region, base_addr + first, _int32(rtl[first:first + 4]), _int32(model[first:first + 4]),
-                          count)
+        return Difference(region.name, region.base_addr + first, _int32(rtl[first:first + 4]),
+                          _int32(model[first:first + 4]), count, where)
     r = int(rtl[first])
-    return Difference(region, base_addr + first, "unknown (never written)" if r < 0 else f"0x{r:02x}",
-                      f"0x{int(model[first]):02x}", count)
+    return Difference(region.name, region.base_addr + first, "unknown (never written)" if r < 0 else f"0x{r:02x}",
+                      f"0x{int(model[first]):02x}", count, where)

@@ -92,7 +92,6 @@ def _apply_fault(tasks: list[Any], fault: Fault | None, out: Path, word_bytes: d
 
 
 def _verdict(stage: str, tasks: list[SwellTask | MacTask], results: list[dict[str, Any]], hw: Any) -> StageVerdict:
-    itemsize = 1 if stage == "swell" else 4
     compared = rtl_cycles = model_cycles = 0
     first: str | None = None
     cycle_miss: str | None = None
@@ -106,7 +105,7 @@ def _verdict(stage: str, tasks: list[SwellTask | MacTask], results: list[dict[st
             _, model = parse_hex(Path(mem.path).read_text(), mem.size_bytes, mem.path)
             rtl = check.parse_writememh(Path(output["path"]).read_text(), mem.size_bytes)
             compared += mem.size_bytes
-            diff = check.first_difference(mem.region, mem.base_addr, rtl, model, itemsize)
+            diff = check.first_difference(mem.as_region(), rtl, model)
             if diff is not None and first is None:
                 first = f"tile {task.tile}, {diff.describe(mem.buffer, buf.bank_width_bytes, buf.num_banks)}"
     cycles = f"rtl {rtl_cycles} cycles, model {model_cycles} cycles"

@@ -34,6 +34,14 @@ class MemFile:
     region: str
     base_addr: int
     size_bytes: int
+    shape: tuple[int, ...] = ()
+    dtype: str = "int8"
+    layout: str = "NHWC"
+    c0: int = 16
+
+    def as_region(self) -> Region:
+        return Region(self.region, self.buffer, self.base_addr, self.shape, self.dtype, self.layout,  # type: ignore[arg-type]
+                      self.c0)
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,8 @@ class MacTask:
 
 def _mem(b: BufferDump) -> MemFile:
     e = b.entry
-    return MemFile(e["buffer"], str(b.directory / e["hex"]), e["name"], int(e["base_addr"]), int(e["size_bytes"]))
+    return MemFile(e["buffer"], str(b.directory / e["hex"]), e["name"], int(e["base_addr"]), int(e["size_bytes"]),
+                   tuple(e["region_shape"]), e["dtype"], e["layout"], int(e["c0"]))
 
 
 def _written(dumps: Dumps, stage: str, name: str, tile: int, region: Region) -> BufferDump:
