@@ -48,6 +48,10 @@ def sources(user_dir: Path | None) -> list[Path]:
     from simulator.cosim.tasks import rtl_dir
 
     shipped = [rtl_dir() / name for name in RTL_SOURCES]
+    missing = [p for p in shipped if not p.is_file()]
+    if missing:
+        raise ConvsimError(f"the shipped RTL is not at {rtl_dir()} (no {missing[0].name}): convsim cosim runs from a "
+                           f"source checkout installed with `pip install -e .`")
     if user_dir is None:
         return shipped
     if not user_dir.is_dir():

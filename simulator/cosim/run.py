@@ -141,8 +141,7 @@ def cosim(config: Path, stage: str = "all", tiles: int | None = None, wave: Path
         cfg = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"transposed_conv": method})})
     index, chosen = _select_layer(cfg, layer)
     harness.check_tools()
-    if rtl is not None:
-        harness.sources(Path(rtl))  # a bad --rtl-dir fails here, before anything is written
+    harness.sources(Path(rtl) if rtl is not None else None)  # missing RTL fails here, before anything is written
     out = Path(out) if out is not None else Path("runs") / cfg.name / "cosim"
     check_writable_dir(out, "output directory")
     if wave is not None:
