@@ -14,7 +14,6 @@ import difflib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -26,10 +25,16 @@ from pydantic import (
 )
 
 from simulator.errors import ConfigError
+from simulator.inputs import read_yaml_file
 
 Pair = tuple[int, int]
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
 INT8_MAX = 127
+# Resource bounds, checked at load, before anything is allocated: the simulator holds every tensor and every SRAM
+# buffer in memory, so a config beyond these would exhaust the machine instead of failing cleanly.
+MAX_LAYER_BYTES = 256 << 20  # ifmap + weight + bias + int32 ofmap of one layer
+MAX_SRAM_BYTES = 256 << 20  # one SRAM buffer's byte image
+MAX_EXTENT = 1 << 16  # rows or columns of an input or output map (the tile planner keeps a record per row)
 
 
 def _pair(value: Any) -> Any:
@@ -115,7 +120,24 @@ class LayerConfig(_Frozen):
                 f"output size comes out {oh}x{ow} for input {h}x{w}, kernel_size={list(self.kernel_size)}, "
                 f"stride={list(self.stride)}, padding={list(self.padding)}, dilation={list(self.dilation)}"
             )
+        if max(h, w, oh, ow) > MAX_EXTENT:
+            raise ValueError(f"input {h}x{w} -> output {oh:,}x{ow:,}: more than {MAX_EXTENT:,} rows or columns, "
+                             "beyond what the simulator accepts")
+        sizes = self.tensor_bytes
+        if sum(sizes.values()) > MAX_LAYER_BYTES:
+            parts = ", ".join(f"{k} {v:,}" for k, v in sizes.items())
+            raise ValueError(f"the layer needs {sum(sizes.values()):,} bytes of tensors ({parts}), more than the "
+                             f"{MAX_LAYER_BYTES:,} bytes the simulator accepts")
         return self
+
+    @property
+    def tensor_bytes(self) -> dict[str, int]:
+        """Bytes of the int8 ifmap and weight, the int32 bias and the int32 ofmap (what a run holds in memory)."""
+        n, c, h, w = self.input_shape
+        kh, kw = self.kernel_size
+        oh, ow = self.output_hw
+        return {"ifmap": n * c * h * w, "weight": c * (self.out_channels // self.groups) * kh * kw,
+                "bias": 4 * self.out_channels, "ofmap": 4 * n * self.out_channels * max(oh, 0) * max(ow, 0)}
 
     @property
     def output_hw(self) -> Pair:
@@ -208,6 +230,14 @@ class BufferConfig(_Frozen):
     num_banks: PositiveInt = 16
     bank_width_bytes: PositiveInt = 16
 
+    @field_validator("size_bytes")
+    @classmethod
+    def _bounded(cls, value: int) -> int:
+        if value > MAX_SRAM_BYTES:
+            raise ValueError(f"{value:,} bytes: the simulator holds each SRAM buffer as a byte image in memory and "
+                             f"accepts at most {MAX_SRAM_BYTES:,} bytes")
+        return value
+
 
 class SramConfig(_Frozen):
     ifmap: BufferConfig = BufferConfig()
@@ -248,7 +278,7 @@ class PipelineConfig(_Frozen):
 class HardwareConfig(_Frozen):
     """The engine: MAC array, SRAM buffers, layout, DMA engines, accumulator policy, tile overlap, clock."""
 
-    clock_mhz: Annotated[float, BeforeValidator(_not_bool), Field(gt=0)] = 1000.0
+    clock_mhz: Annotated[float, BeforeValidator(_not_bool), Field(ge=1e-6, le=1e6)] = 1000.0  # 1 Hz .. 1 THz
     mac_array: MacArrayConfig = MacArrayConfig()
     sram: SramConfig = SramConfig()
     layout: LayoutConfig = LayoutConfig()
@@ -342,6 +372,43 @@ def _known_keys() -> set[str]:
     return keys
 
 
+PAIR_FIELDS = ("kernel_size", "stride", "padding", "output_padding", "dilation")
+
+
+def _plain_message(error: Any, loc: list[Any]) -> str:
+    """pydantic's message for one error, in the words of the config (no "valid tuple", no "Input should")."""
+    kind, ctx = error["type"], error.get("ctx") or {}
+    field = next((p for p in reversed(loc) if isinstance(p, str)), "")
+    if kind == "tuple_type" or (kind in ("int_type", "int_parsing", "int_from_float") and field in PAIR_FIELDS):
+        if field in PAIR_FIELDS:
+            return "expected an int or a pair [h, w] of ints"
+        if field == "input_shape":
+            return "expected a list of 4 ints [N, C, H, W]"
+        return "expected a list"
+    plain = {
+        "string_pattern_mismatch": "only letters, digits, '_' and '-' are allowed (it names a directory)",
+        "int_type": "expected an integer", "int_parsing": "expected an integer",
+        "int_from_float": "expected an integer, not a fraction", "float_type": "expected a number",
+        "float_parsing": "expected a number", "bool_type": "expected true or false",
+        "bool_parsing": "expected true or false", "string_type": "expected a string",
+        "dict_type": "expected a mapping", "model_type": "expected a mapping", "list_type": "expected a list",
+        "missing": "required key missing", "finite_number": "expected a finite number",
+    }
+    if kind in plain:
+        return plain[kind]
+    bounds = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "less_than_equal": ("<=", "le"),
+              "less_than": ("<", "lt")}
+    if kind in bounds:
+        op, key = bounds[kind]
+        return f"must be {op} {ctx.get(key)}"
+    if kind == "literal_error":
+        return f"expected {ctx.get('expected')}"
+    if kind == "too_short":
+        return f"expected at least {ctx.get('min_length')} entr{'y' if ctx.get('min_length') == 1 else 'ies'}"
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    return msg.replace("Input should be", "expected").replace("a valid ", "")
+
+
 def format_validation_error(err: ValidationError, source: str, single_layer: bool = False) -> str:
     """One line: ``source: dotted.key[index].path: message (got value)`` for the first error (unknown keys
     first), with the closest valid key suggested for a misspelt one."""
@@ -352,9 +419,7 @@ def format_validation_error(err: ValidationError, source: str, single_layer: boo
     where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" if str(p).isidentifier() else f"[{str(p)!r}]"
                     for p in loc).removeprefix(".")
     where = f"{where}: " if where else ""
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "string_pattern_mismatch":
-        msg = "only letters, digits, '_' and '-' are allowed (it names a directory)"
+    msg = _plain_message(first, loc)
     got = ""
     if first["type"] not in ("value_error", "missing") and "input" in first:
         shown = repr(first["input"])
@@ -368,23 +433,7 @@ def format_validation_error(err: ValidationError, source: str, single_layer: boo
 
 
 def _read_yaml(path: Path, what: str) -> Any:
-    if not path.exists():
-        raise ConfigError(f"{what} {path}: file not found")
-    if path.is_dir():
-        raise ConfigError(f"{what} {path}: is a directory, expected a YAML file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{what} {path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
-                          f"{exc.start})") from None
-    except OSError as exc:
-        raise ConfigError(f"{what} {path}: cannot be read ({exc.strerror or exc.__class__.__name__})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{what} {path}: not valid YAML{at}") from None
+    data = read_yaml_file(path, what)
     if data is None:
         raise ConfigError(f"{what} {path}: file is empty")
     if not isinstance(data, dict):
@@ -435,7 +484,11 @@ def read_config_mapping(path: Path, what: str = "config") -> tuple[dict[str, Any
 def load_config(path: str | Path) -> SimConfig:
     """Read and validate a config file. Raises :class:`ConfigError` with a one-line message."""
     path = Path(path)
-    return config_from_mapping(dict(_read_yaml(path, "config")), path.parent, source=str(path))
+    raw = dict(_read_yaml(path, "config"))
+    if "grid" in raw and "base" in raw and "layer" not in raw and "layers" not in raw:
+        raise ConfigError(f"{path}: this is a sweep file (base, grid), not a config: run it with "
+                          f"`convsim sweep {path}`")
+    return config_from_mapping(raw, path.parent, source=str(path))
 
 
 __all__ = [

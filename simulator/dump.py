@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from simulator.config import HardwareConfig
+from simulator.dump_index import validate_index
 from simulator.errors import ConvsimError, IntegrityError
 from simulator.files import (
     atomic_directory,
@@ -36,6 +37,7 @@ from simulator.files import (
     npy_bytes,
     sha256_bytes,
 )
+from simulator.inputs import MAX_JSON_BYTES, read_bytes
 from simulator.sram import ACTIVATION_LAYOUTS, Region, Sram, bank_mapping, decode_region
 from simulator.stages.common import StageCost
 from simulator.tiling import Tile
@@ -263,10 +265,8 @@ class BufferDump:
 
     def _read(self, key: str) -> bytes:
         path = self.directory / self.entry[key]
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise IntegrityError(f"dump {path}: cannot read ({exc.strerror})") from None
+        limit = NPY_HEADER_BYTES + HEX_HEADER_BYTES + 3 * int(self.entry["size_bytes"]) + 64 * 1024
+        data = read_bytes(path, "dump", limit)
         if sha256_bytes(data) != self.entry[f"{key}_sha256"]:
             raise IntegrityError(f"dump {path}: sha256 differs from index.json (file changed or corrupt)")
         return data
@@ -319,13 +319,18 @@ class Dumps:
                                    f"(layers: {', '.join(layers)})")
             raise ConvsimError(f"{path}: no dumps/index.json (was the run made with --no-dumps?)")
         try:
-            index = json.loads(index_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise IntegrityError(f"{index_path}: unreadable index ({exc})") from None
+            index = json.loads(read_bytes(index_path, "dump index", MAX_JSON_BYTES))
+        except (ValueError, RecursionError):
+            raise IntegrityError(f"{index_path}: not valid JSON (edited or truncated)") from None
         if not isinstance(index, dict) or index.get("format") != FORMAT:
             raise IntegrityError(f"{index_path}: format {index.get('format') if isinstance(index, dict) else None!r}"
                                  f", expected {FORMAT!r}")
-        return cls(root, index)
+        return cls(root, validate_index(index, index_path))
+
+    def check_stage(self, stage: str) -> None:
+        names = [s["name"] for s in self.index["stages"]]
+        if stage not in names:
+            raise ConvsimError(f"--stage {stage!r}: not a stage, expected one of {', '.join(names)}")
 
     def buffers(self) -> Iterator[BufferDump]:
         """Every dumped buffer in pipeline order (stage, then tile, then the order the stage wrote them)."""

@@ -29,25 +29,54 @@ MAX_STATS_LINES = 64
 
 
 def inspect_dir(path: Path, stage: str | None = None, buffer: str | None = None, tile: int | None = None,
-                fmt: str = "grid", png: Path | None = None, diff: Path | None = None) -> int:
+                fmt: str = "grid", png: Path | None = None, diff: Path | None = None,
+                channel: int | None = None) -> int:
     dumps = Dumps.open(path)
     if diff is not None:
         text, equal = diff_dumps(dumps, Dumps.open(diff))
         print(text)
         return EXIT_OK if equal else EXIT_DIFFERENT
-    if stage is None and buffer is None:
-        print(listing(dumps))
+    if buffer is None:
+        if stage is not None:
+            dumps.check_stage(stage)
+        print(listing(dumps, stage))
         return EXIT_OK
-    if stage is None or buffer is None:
-        raise ConvsimError("inspect: --stage and --buffer go together (run without both to list them)")
+    if stage is None:
+        raise ConvsimError("inspect: --buffer needs --stage (run with --stage S alone to list its buffers)")
     dump = dumps.find(stage, buffer, tile)
     if png is not None:
-        atomic_write_bytes(png, heatmap_png(dump.logical()))
+        if png.is_dir():
+            raise ConvsimError(f"--png {png}: is a directory, expected a file name")
+        atomic_write_bytes(png, heatmap_png(select_channel(dump, channel)))
         print(f"wrote {png} ({describe(dump)})")
         return EXIT_OK
-    render = {"grid": grid, "hex": hex_view, "stats": stats}[fmt]
-    print(render(dump))
+    print(hex_view(dump) if fmt == "hex" else stats(dump, channel) if fmt == "stats" else grid(dump, channel))
     return EXIT_OK
+
+
+def dtype_name(dtype: str) -> str:
+    """'<i4' -> 'int32' (numpy's name of a dtype is what a reader expects)."""
+    try:
+        return str(np.dtype(dtype))
+    except TypeError:
+        return str(dtype)
+
+
+def half_open(bounds: list[int]) -> str:
+    """[0, 15] (start, stop) -> '[0, 15)': the stop is excluded."""
+    return f"[{bounds[0]}, {bounds[1]})" if len(bounds) == 2 else str(bounds)
+
+
+def select_channel(dump: BufferDump, channel: int | None) -> np.ndarray:
+    """The logical array, or only channel ``channel`` of its second axis (kept as an axis of length 1)."""
+    array = dump.logical()
+    if channel is None:
+        return array
+    if array.ndim < 3:
+        raise ConvsimError(f"--channel {channel}: buffer {dump.name} has shape {list(array.shape)}, no channel axis")
+    if not 0 <= channel < array.shape[1]:
+        raise ConvsimError(f"--channel {channel}: buffer {dump.name} has channels 0 to {array.shape[1] - 1}")
+    return array[:, channel:channel + 1]
 
 
 # --------------------------------------------------------------------------------------------------- renderers
@@ -56,27 +85,31 @@ def inspect_dir(path: Path, stage: str | None = None, buffer: str | None = None,
 def describe(dump: BufferDump) -> str:
     e = dump.entry
     return (f"stage {dump.stage}, tile {dump.tile}, buffer {e['name']} in {e['buffer']} @0x{e['base_addr']:08x}, "
-            f"{e['size_bytes']:,} bytes, shape {e['shape']} {e['dtype']} {e['layout']}")
+            f"{e['size_bytes']:,} bytes, shape {e['shape']} {dtype_name(e['dtype'])} {e['layout']}")
 
 
-def listing(dumps: Dumps) -> str:
+def listing(dumps: Dumps, only_stage: str | None = None) -> str:
     ix = dumps.index
-    lines = [f"layer {ix['layer']} ({ix['method']}): {ix['num_tiles']} tile(s), dumped {compact(ix['dumped_tiles'])}"
-             + (f", skipped {compact(ix['skipped_tiles'])} (budget)" if ix["skipped_tiles"] else "")]
+    dumped = ix["dumped_tiles"]
+    lines = [f"layer {ix['layer']} ({ix['method']}): {ix['num_tiles']} tile(s); dumped {len(dumped)} of them "
+             f"(tiles {compact(dumped)})"
+             + (f", not dumped: tiles {compact(ix['skipped_tiles'])} (budget)" if ix["skipped_tiles"] else "")]
     for s in ix["stages"]:
+        if only_stage is not None and s["name"] != only_stage:
+            continue
         if s["skipped"]:
             lines.append(f"{s['name']}: skipped")
             continue
         lines.append(f"{s['name']}:")
         for t in s["tiles"]:
-            where = f"tile {t['tile']} (n {t['n']}, oh {t['oh']}, oc {t['oc']})"
+            where = f"tile {t['tile']} (n {t['n']}, rows oh {half_open(t['oh'])}, channels oc {half_open(t['oc'])})"
             if t["skipped"]:
                 lines.append(f"  {where}: skipped")
                 continue
             lines.append(f"  {where}:")
             for b in t["buffers"]:
                 lines.append(f"    {b['name']:<16} {b['buffer']:<6} @0x{b['base_addr']:08x} {b['size_bytes']:>10,} B  "
-                             f"{b['layout']:<8} {b['dtype']:<5} {b['shape']}")
+                             f"{b['layout']:<8} {dtype_name(b['dtype']):<5} {b['shape']}")
     return "\n".join(lines)
 
 
@@ -90,9 +123,9 @@ def _planes(array: np.ndarray, layout: str) -> tuple[list[str], np.ndarray]:
     return labels, array.reshape(-1, *array.shape[-2:])
 
 
-def grid(dump: BufferDump) -> str:
-    """Per-channel 2-D grids, column and row indices, zeros as ``.``."""
-    array = dump.logical()
+def grid(dump: BufferDump, channel: int | None = None) -> str:
+    """Per-channel 2-D grids, column and row indices, zeros as ``.`` (only channel ``channel`` if given)."""
+    array = select_channel(dump, channel)
     labels, planes = _planes(array, dump.entry["layout"])
     width = max(2, *(len(str(int(v))) for v in (array.min(), array.max()))) if array.size else 2
     lines = [describe(dump) + "  ('.' = 0)"]
@@ -127,8 +160,8 @@ def _stat_line(label: str, a: np.ndarray) -> str:
             f"({zeros / a.size:.1%})")
 
 
-def stats(dump: BufferDump) -> str:
-    array = dump.logical()
+def stats(dump: BufferDump, channel: int | None = None) -> str:
+    array = select_channel(dump, channel)
     lines = [describe(dump), _stat_line("all", array)]
     labels, planes = _planes(array, dump.entry["layout"])
     if len(planes) > 1:

@@ -317,7 +317,7 @@ def test_missing_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 def test_missing_config_argument_is_a_one_line_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     code, err = _run(["run"], capsys)
-    _check_one_line(code, err, ["run", "config", "--help"])
+    _check_one_line(code, err, ["run", "CONFIG", "--help"])
 
 
 def test_unknown_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
@@ -385,7 +385,7 @@ def test_usage_error_in_a_real_process(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-m", "simulator", "run"], capture_output=True, text=True, env=env,
                           cwd=tmp_path, timeout=60)
-    _check_one_line(proc.returncode, proc.stderr, ["config"])
+    _check_one_line(proc.returncode, proc.stderr, ["CONFIG"])
 
 
 def test_unknown_key_that_is_not_a_name_stays_on_one_line(tmp_path: Path) -> None:
