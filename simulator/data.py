@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from simulator.config import DataConfig, FileSource, LayerConfig
-from simulator.errors import ConfigError
+from simulator.errors import ConfigError, ConvsimError
 from simulator.inputs import check_regular_file
 
 BIAS_RANDOM_BOUND = 2**20
@@ -84,6 +84,31 @@ def load_npy(path: Path, what: str, shape: tuple[int, ...], lo: int, hi: int, dt
         bad = arr.min() if arr.min() < lo else arr.max()
         raise ConfigError(f"{what} file {path}: value {int(bad)} outside {name} [{lo}, {hi}]")
     return arr.astype(dtype)
+
+
+def checked_tensor(value: object, what: str, shape: tuple[int, ...], bits: int) -> np.ndarray:
+    """A tensor passed to :func:`simulator.simulate` as a C-contiguous int8 (``bits=8``) or int32 array, or a
+    ConvsimError naming the argument, its dtype and the accepted range. Only integer numpy arrays are accepted:
+    a float array would be truncated (0.7 -> 0) and NaN would become 0, a bool array is not data, and a list
+    has no dtype to check."""
+    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    name = f"int{bits}"
+    if not isinstance(value, np.ndarray):
+        raise ConvsimError(f"{what}: expected a numpy integer array of shape {list(shape)} with values in {name} "
+                           f"[{lo}, {hi}], got {type(value).__name__}")
+    if value.dtype == np.bool_ or not np.issubdtype(value.dtype, np.integer):
+        raise ConvsimError(f"{what}: dtype {value.dtype} is not an integer type; expected values in {name} "
+                           f"[{lo}, {hi}] (convert explicitly, e.g. np.round(x).astype(np.{name}))")
+    if tuple(value.shape) != tuple(shape):
+        raise ConvsimError(f"{what}: shape {list(value.shape)}, expected {list(shape)}")
+    if value.size:
+        low, high = int(value.min()), int(value.max())
+        if low < lo or high > hi:
+            bad = low if low < lo else high
+            where = tuple(int(i) for i in np.unravel_index(int(np.argmax(value == bad)), value.shape))
+            raise ConvsimError(f"{what}: value {bad} at {list(where)} (dtype {value.dtype}) is outside {name} "
+                               f"[{lo}, {hi}]")
+    return np.ascontiguousarray(value, dtype=np.int8 if bits == 8 else np.int32)
 
 
 def make_tensors(data: DataConfig, layer: LayerConfig, layer_index: int | None = None) -> LayerTensors:

@@ -20,9 +20,8 @@ from types import ModuleType
 import numpy as np
 
 from simulator.config import HardwareConfig, LayerConfig, SimConfig
-from simulator.data import LayerTensors, make_tensors
+from simulator.data import LayerTensors, checked_tensor, make_tensors
 from simulator.errors import ConvsimError
-from simulator.fixedpoint import check_int8
 from simulator.report import LayerReport, TileEvent, summarize
 from simulator.sram import Sram
 from simulator.stages import dma_load, mac_array, swell, weight_transpose, writeback
@@ -81,25 +80,14 @@ def schedule(costs: list[list[int]], overlap: str) -> tuple[list[list[int]], lis
 def _tensors(cfg: SimConfig, layer: LayerConfig, index: int, ifmap: np.ndarray | None, weight: np.ndarray | None,
              bias: np.ndarray | None) -> LayerTensors:
     made = make_tensors(cfg.data, layer, index if cfg.is_network else None)
-    chosen = []
-    for what, given, default, shape in (("ifmap", ifmap, made.ifmap, layer.input_shape),
-                                        ("weight", weight, made.weight, layer.weight_shape)):
-        if given is None:
-            chosen.append(default)
-            continue
-        if tuple(given.shape) != tuple(shape):
-            raise ConvsimError(f"{what}: shape {list(given.shape)}, layer {layer.name!r} expects {list(shape)}")
-        try:
-            chosen.append(check_int8(given, what))
-        except ValueError as exc:
-            raise ConvsimError(str(exc)) from None
+    ifmap_ = made.ifmap if ifmap is None else checked_tensor(ifmap, "ifmap", layer.input_shape, 8)
+    weight_ = made.weight if weight is None else checked_tensor(weight, "weight", layer.weight_shape, 8)
     if bias is None:
         b = made.bias
-    elif tuple(bias.shape) != (layer.out_channels,):
-        raise ConvsimError(f"bias: shape {list(bias.shape)}, expected [{layer.out_channels}]")
     else:
-        b = bias.astype(np.int32) if layer.bias else np.zeros(layer.out_channels, dtype=np.int32)
-    return LayerTensors(chosen[0], chosen[1], b)
+        b = checked_tensor(bias, "bias", (layer.out_channels,), 32)
+        b = b if layer.bias else np.zeros(layer.out_channels, dtype=np.int32)
+    return LayerTensors(ifmap_, weight_, b)
 
 
 def _native_nhwc(hw: HardwareConfig) -> bool:

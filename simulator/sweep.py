@@ -16,10 +16,13 @@ sorted by point and layer, so two runs of the same sweep give identical tables w
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import difflib
 import io
 import itertools
 import json
+import math
 import os
 import sys
 import time
@@ -31,11 +34,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from simulator.config import SimConfig, config_from_mapping, format_validation_error, read_config_mapping
+from simulator.config import (
+    LayerConfig,
+    SimConfig,
+    config_from_mapping,
+    format_validation_error,
+    read_config_mapping,
+)
 from simulator.errors import ConfigError, ConvsimError
-from simulator.files import atomic_write_bytes, atomic_write_text, ensure_dir
+from simulator.files import atomic_write_bytes, atomic_write_text, check_writable_dir, ensure_dir
+from simulator.inputs import read_bytes
 
 Executor = Literal["local", "ray"]
+MAX_POINTS = 10_000  # grid points of one sweep (counted before any is built)
+MAX_WORKERS = 256
+MAX_RESULTS_BYTES = 1 << 30
 
 
 class Constraints(BaseModel):
@@ -173,10 +186,15 @@ Done = Callable[[int, list[dict[str, Any]] | str], None]
 
 
 def run_local(payloads: list[Payload], done: Done, workers: int | None = None) -> None:
-    with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers or os.cpu_count())
+    try:
         futures = [pool.submit(_evaluate_payload, p) for p in payloads]
         for fut in as_completed(futures):
             done(*fut.result())
+    except BaseException:  # Ctrl-C or a failure: drop the queued points, do not wait for them
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def run_ray(payloads: list[Payload], done: Done, address: str | None) -> None:
@@ -193,9 +211,15 @@ def run_ray(payloads: list[Payload], done: Done, address: str | None) -> None:
     try:
         task = ray.remote(_evaluate_payload)
         pending = [task.remote(p) for p in payloads]
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            done(*ray.get(ready[0]))
+        try:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                done(*ray.get(ready[0]))
+        except BaseException:  # Ctrl-C: cancel what is queued before the runtime shuts down
+            for ref in pending:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
+            raise
     finally:
         if started_here:
             ray.shutdown()
@@ -213,15 +237,34 @@ def read_jsonl(path: Path) -> dict[int, dict[str, Any]]:
     done: dict[int, dict[str, Any]] = {}
     if not path.exists():
         return done
-    for line in path.read_text().splitlines(keepends=True):
+    text = read_bytes(path, "sweep results", MAX_RESULTS_BYTES).decode("utf-8", errors="replace")
+    for number, line in enumerate(text.splitlines(keepends=True), start=1):
         if not line.endswith("\n"):
             continue
         try:
             rec = json.loads(line)
         except ValueError:
             continue
-        done[int(rec["point"])] = rec
+        if not _is_record(rec):
+            raise ConvsimError(f"--resume: {path} line {number}: not a sweep record (edited, or not written by "
+                               "convsim sweep); fix or remove the line, or choose another --out")
+        done[rec["point"]] = rec
     return done
+
+
+ROW_INTS = ("pes", "sram_bytes", "cycles", "macs_useful")
+
+
+def _is_record(rec: Any) -> bool:
+    """A line of results.jsonl as :func:`run_sweep` writes it: a point's rows, or the reason it did not run."""
+    if not (isinstance(rec, dict) and type(rec.get("point")) is int and rec["point"] >= 0
+            and isinstance(rec.get("key"), str) and isinstance(rec.get("overrides"), dict)):
+        return False
+    if isinstance(rec.get("problem"), str):
+        return True
+    rows = rec.get("rows")
+    return isinstance(rows, list) and all(isinstance(r, dict) and all(type(r.get(k)) is int for k in ROW_INTS)
+                                          for r in rows)
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
@@ -251,13 +294,14 @@ def csv_text(rows: list[dict[str, Any]], grid_keys: list[str]) -> str:
     return buf.getvalue()
 
 
-def point_totals(records: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per point: total cycles over its layers, PEs and SRAM bytes."""
+def point_totals(records: dict[int, dict[str, Any]], grid_keys: list[str]) -> list[dict[str, Any]]:
+    """Per point: total cycles over its layers, PEs and SRAM bytes (overrides in the grid's key order)."""
     out = []
     for index in sorted(records):
         rows = records[index].get("rows")
         if rows:
-            out.append({"point": index, "overrides": records[index]["overrides"], "pes": rows[0]["pes"],
+            overrides = {k: records[index]["overrides"].get(k) for k in grid_keys}
+            out.append({"point": index, "overrides": overrides, "pes": rows[0]["pes"],
                         "sram_bytes": rows[0]["sram_bytes"], "cycles": sum(r["cycles"] for r in rows),
                         "macs_useful": sum(r["macs_useful"] for r in rows)})
     return out
@@ -321,9 +365,50 @@ def load_spec(path: Path) -> tuple[SweepSpec, dict[str, Any], Path]:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, str(path))) from None
+    check_grid(spec.grid, path)
     base_path = path.parent / spec.base
     base_raw, base_dir = read_config_mapping(base_path, "base config")
     return spec, base_raw, base_dir
+
+
+def _grid_key_problem(key: str) -> str | None:
+    """Why ``key`` (``hardware.mac_array.rows``) names no config field, or None when it does."""
+    model: Any = SimConfig
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        fields = {name: f.annotation for name, f in model.model_fields.items()}
+        if model is SimConfig:  # a single-layer config's `layer:`; `layers:` is a list, not addressable by key
+            del fields["layers"], fields["is_network"]
+            fields["layer"] = LayerConfig
+        if part not in fields:
+            where = ".".join(parts[:depth]) or "the config"
+            close = difflib.get_close_matches(part, sorted(fields), n=1, cutoff=0.6)
+            hint = f" (did you mean {'.'.join([*parts[:depth], close[0]])!r}?)" if close else ""
+            return f"{part!r} is not a key of {where}{hint}"
+        annotation = fields[part]
+        is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        if depth < len(parts) - 1 and not is_model:
+            return f"{'.'.join(parts[:depth + 1])} is a value, it has no key {parts[depth + 1]!r}"
+        if depth == len(parts) - 1 and is_model:
+            return f"{key} is a section; name one of its keys ({', '.join(annotation.model_fields)})"
+        model = annotation
+    return None
+
+
+def check_grid(grid: dict[str, list[Any]], path: Path) -> int:
+    """Refuse, before anything is built, grid keys that name no config field, empty value lists and grids of
+    more than MAX_POINTS points; return the number of points."""
+    for key, values in grid.items():
+        problem = _grid_key_problem(key)
+        if problem:
+            raise ConfigError(f"{path}: grid.{key}: {problem}")
+        if not values:
+            raise ConfigError(f"{path}: grid.{key}: empty list of values (every key needs at least one)")
+    count = math.prod(len(v) for v in grid.values())
+    if count > MAX_POINTS:
+        raise ConfigError(f"{path}: grid has {count:,} points ({' x '.join(str(len(v)) for v in grid.values())}), "
+                          f"more than the {MAX_POINTS:,} a sweep runs; split it or use fewer values")
+    return count
 
 
 def progress_line(done: int, total: int, elapsed_s: float) -> str:
@@ -334,14 +419,47 @@ def progress_line(done: int, total: int, elapsed_s: float) -> str:
 def run_sweep(sweep_file: Path, out: Path, executor: Executor = "local", address: str | None = None,
               resume: bool = False, verify: bool = False, golden_dir: str | None = None,
               workers: int | None = None) -> int:
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise ConvsimError(f"--workers {workers}: expected 1 to {MAX_WORKERS} worker processes")
     spec, base_raw, base_dir = load_spec(sweep_file)
     points = expand(spec, base_raw, base_dir)
     grid_keys = list(spec.grid)
-    ensure_dir(out, "--out")
+    if executor == "ray":
+        _require_ray()
+    check_writable_dir(out, "--out")
     jsonl = out / "results.jsonl"
     if jsonl.exists() and not resume:
         raise ConvsimError(f"--out {out}: results.jsonl exists; pass --resume to continue it or choose another --out")
     records = read_jsonl(jsonl) if resume else {}
+    created = not jsonl.exists()
+    try:
+        return _run_points(spec, points, grid_keys, records, jsonl, out, sweep_file, executor, address, verify,
+                           golden_dir, workers)
+    except BaseException:
+        # a start that evaluated nothing leaves nothing behind, so the retry is not refused
+        if created and jsonl.exists() and not any("rows" in r for r in read_jsonl_quiet(jsonl).values()):
+            jsonl.unlink()
+        raise
+
+
+def read_jsonl_quiet(path: Path) -> dict[int, dict[str, Any]]:
+    try:
+        return read_jsonl(path)
+    except ConvsimError:
+        return {}
+
+
+def _require_ray() -> None:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise ConvsimError("--executor ray needs Ray: pip install 'convsim[ray]'") from None
+
+
+def _run_points(spec: SweepSpec, points: list[Point], grid_keys: list[str], records: dict[int, dict[str, Any]],
+                jsonl: Path, out: Path, sweep_file: Path, executor: Executor, address: str | None, verify: bool,
+                golden_dir: str | None, workers: int | None) -> int:
+    ensure_dir(out, "--out")
     for rec in records.values():
         if rec["point"] >= len(points) or rec["key"] != points[rec["point"]].key:
             raise ConvsimError(f"--resume: {jsonl} was written by a different sweep (point {rec['point']})")
@@ -378,8 +496,11 @@ def run_sweep(sweep_file: Path, out: Path, executor: Executor = "local", address
             run_local(payloads, done, workers)
         print(file=sys.stderr)
     rows = table_rows(records, grid_keys)
+    totals = point_totals(records, grid_keys)
+    if not totals:
+        raise ConvsimError(f"{sweep_file}: no point ran: all {len(points)} were invalid, excluded or failed "
+                           "(each is listed above)")
     atomic_write_text(out / "results.csv", csv_text(rows, grid_keys))
-    totals = point_totals(records)
     front = pareto_front(totals)
     atomic_write_text(out / "pareto.txt", pareto_text(front) + "\n")
     print(f"Pareto front ({len(front)} of {len(totals)} points; minimising cycles, PEs, SRAM bytes):")

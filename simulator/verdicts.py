@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from simulator.errors import ConvsimError
 from simulator.files import atomic_write_bytes, atomic_write_text, check_writable_dir
 
 Outcome = Literal["PASS", "NOT COMPARED", "NO GOLDEN", "FAIL", "ERROR"]
@@ -116,10 +117,8 @@ def check_report_paths(junit: Path | None, json_path: Path | None) -> None:
     for flag, path in (("--junit", junit), ("--json", json_path)):
         if path is not None:
             if path.is_dir():
-                from simulator.errors import ConvsimError
-
                 raise ConvsimError(f"{flag} {path}: is a directory, expected a file name")
-            check_writable_dir(path.parent, flag)
+            check_writable_dir(path.parent if path.exists() else path, flag)
 
 
 def write_reports(verdicts: Sequence[Verdict], junit: Path | None, json_path: Path | None) -> None:
