@@ -309,9 +309,9 @@ class Dumps:
     def open(cls, path: Path) -> Dumps:
         """``path`` is a run directory (holding ``dumps/``) or the ``dumps/`` directory itself."""
         path = Path(path)
-        root = path / "dumps" if (path / "dumps" / "index.json").is_file() else path
+        root = path / "dumps" if os.path.lexists(path / "dumps" / "index.json") else path
         index_path = root / "index.json"
-        if not index_path.is_file():
+        if not os.path.lexists(index_path):
             layers = sorted(p.name for p in path.iterdir() if (p / "dumps" / "index.json").is_file()) \
                 if path.is_dir() else []
             if layers:

@@ -424,6 +424,9 @@ def run_sweep(sweep_file: Path, out: Path, executor: Executor = "local", address
     spec, base_raw, base_dir = load_spec(sweep_file)
     points = expand(spec, base_raw, base_dir)
     grid_keys = list(spec.grid)
+    if all(p.problem for p in points):
+        raise ConvsimError(f"{sweep_file}: no point of the grid can run ({len(points)} invalid or excluded; "
+                           f"first: {points[0].problem})")
     if executor == "ray":
         _require_ray()
     check_writable_dir(out, "--out")
