@@ -159,7 +159,7 @@ def test_batch_refuses_two_configs_of_one_name(tmp_path, cases, capsys):
     twin = tmp_path / "twin" / "p.yaml"
     twin.parent.mkdir()
     twin.write_text(cases["pass"].read_text())
-    code, out, err = _run(_argv(tmp_path, cases["pass"], twin), capsys)
+    code, _, err = _run(_argv(tmp_path, cases["pass"], twin), capsys)
     assert code == 2 and "also the name of" in err
 
 
