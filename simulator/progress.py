@@ -1,6 +1,7 @@
 """Progress on stderr for long work (a network's layers, a layer's tiles, a batch of configs), via tqdm.
 
-Models no hardware. Progress is shown only when stderr is a terminal, so logs, pipes and CI output stay clean
+Models no hardware. Progress (:func:`bar` over an iterable, :class:`Counter` for work that finishes out of order,
+such as a sweep's points) is shown only when stderr is a terminal, so logs, pipes and CI output stay clean
 (a batch prints its own one-line verdicts on stdout instead). The hook into the simulation is the pipeline's
 existing observer: :class:`TileProgress` wraps another observer (or none) and counts tiles, nothing else.
 """
@@ -37,6 +38,26 @@ def announce(index: int, total: int, label: str) -> None:
     """``[i/N] label`` on stderr for one item of a batch of configs, when there is no bar to show it."""
     if total > 1 and not enabled():
         print(f"[{index + 1}/{total}] {label}", file=sys.stderr, flush=True)
+
+
+class Counter:
+    """A tqdm bar of ``total`` items on stderr when it is a terminal; silent otherwise (``update`` is then free)."""
+
+    def __init__(self, total: int, desc: str, unit: str) -> None:
+        self._bar: Any = None
+        if enabled():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr, dynamic_ncols=True)
+
+    def update(self, n: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 class TileProgress:

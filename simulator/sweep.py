@@ -25,7 +25,6 @@ import json
 import math
 import os
 import sys
-import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from simulator import progress
 from simulator.config import (
     LayerConfig,
     SimConfig,
@@ -411,11 +411,6 @@ def check_grid(grid: dict[str, list[Any]], path: Path) -> int:
     return count
 
 
-def progress_line(done: int, total: int, elapsed_s: float) -> str:
-    eta = elapsed_s / done * (total - done) if done else 0.0
-    return f"\r[{done}/{total}] {100 * done // max(total, 1)}%  elapsed {elapsed_s:.1f}s  eta {eta:.1f}s"
-
-
 def run_sweep(sweep_file: Path, out: Path, executor: Executor = "local", address: str | None = None,
               resume: bool = False, verify: bool = False, golden_dir: str | None = None,
               workers: int | None = None) -> int:
@@ -475,9 +470,8 @@ def _run_points(spec: SweepSpec, points: list[Point], grid_keys: list[str], reco
     todo = [p for p in points if not p.problem and p.index not in records]
     print(f"sweep: {len(points)} points, {len(invalid)} not run, {len(points) - len(invalid) - len(todo)} "
           f"already done, {len(todo)} to run on '{executor}'", file=sys.stderr)
-    started = time.monotonic()
     by_index = {p.index: p for p in points}
-    shown = [0.0]
+    counter = progress.Counter(len(todo), "sweep", "point")
 
     def done(index: int, rows: list[dict[str, Any]] | str) -> None:
         p = by_index[index]
@@ -485,19 +479,18 @@ def _run_points(spec: SweepSpec, points: list[Point], grid_keys: list[str], reco
         rec.update({"problem": rows} if isinstance(rows, str) else {"rows": rows})
         append_jsonl(jsonl, rec)
         records[index] = rec
-        finished = sum(1 for q in todo if q.index in records)
-        now = time.monotonic()
-        if now - shown[0] >= 0.5 or finished == len(todo):  # at most two updates a second
-            shown[0] = now
-            print(progress_line(finished, len(todo), now - started), end="", file=sys.stderr, flush=True)
+        if isinstance(rows, str):
+            print(f"point {index} {rows}", file=sys.stderr)
+        counter.update()
 
     payloads: list[Payload] = [(p.index, p.config, verify, golden_dir) for p in todo]  # type: ignore[misc]
-    if payloads:
-        if executor == "ray":
+    try:
+        if payloads and executor == "ray":
             run_ray(payloads, done, address)
-        else:
+        elif payloads:
             run_local(payloads, done, workers)
-        print(file=sys.stderr)
+    finally:
+        counter.close()
     rows = table_rows(records, grid_keys)
     totals = point_totals(records, grid_keys)
     if not totals:
