@@ -644,3 +644,25 @@ def test_api_refuses_tensors_it_would_silently_change(tmp_path: Path, argument: 
     assert "\n" not in message
     for piece in expect:
         assert piece in message, f"{piece!r} not in {message!r}"
+
+
+def test_overflow_names_the_running_sum_that_left_int32(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """K = 5*5*8192: 20*8192 products of +2**14, then 5*8192 of -128*127. The running sum first leaves int32 at
+    exactly 2**31 (product 131,072); the final sum is back inside int32 and is not the value to report."""
+    c = 8192
+    x = np.full((1, c, 5, 5), -128, dtype=np.int8)
+    w = np.full((1, c, 5, 5), -128, dtype=np.int8)
+    w[:, :, 4, :] = 127
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "w.npy", w)
+    final = 20 * c * 2**14 - 5 * c * 128 * 127
+    assert -(2**31) <= final < 2**31
+    raw = {"name": "ovf", "layer": {"op": "conv2d", "input_shape": [1, c, 5, 5], "in_channels": c, "out_channels": 1,
+                                    "kernel_size": 5, "bias": False},
+           "data": {"ifmap": {"file": "x.npy"}, "weight": {"file": "w.npy"}},
+           "hardware": {"accumulator": {"on_overflow": "error"}}}
+    config = write_cfg(tmp_path, raw)
+    code, err = _run(["run", str(config), "--out", str(tmp_path / "out"), "--no-compare"], capsys)
+    _check_one_line(code, err, ["running sum of output at [0, 0, 0, 0] reaches 2147483648,"])
+    assert str(final) not in err
+    assert not (tmp_path / "out").exists()
