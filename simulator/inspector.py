@@ -2,17 +2,15 @@
 
 Models no hardware: it reads what :mod:`simulator.dump` wrote (checksums verified on every load) and renders it:
 a listing of stages and buffers with addresses, a per-channel 2-D grid (zeros shown as ``.`` so a swelled map's
-zero pattern stands out), a hex view (address, bank, bytes in address order), statistics, a PNG heatmap (written
-by a small zlib+struct PNG encoder, no plotting dependency), and a stage-by-stage diff of two runs that names the
-first differing buffer, logical coordinate and byte address (through :func:`simulator.compare.compare`).
+zero pattern stands out), a hex view (address, bank, bytes in address order), statistics, a PNG heatmap
+(:mod:`simulator.heatmap`: labelled planes, a colour scale, a bounded size), and a stage-by-stage diff of two
+runs that names the first differing buffer, logical coordinate and byte address (through
+:func:`simulator.compare.compare`); runs of different methods are compared by their ofmaps instead.
 Named ``inspector`` rather than ``inspect`` so the module can never shadow the standard library's ``inspect``.
 """
 
 from __future__ import annotations
 
-import math
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +19,14 @@ from simulator.compare import compare
 from simulator.dump import BufferDump, Dumps, compact
 from simulator.errors import ConvsimError
 from simulator.files import atomic_write_bytes
+from simulator.heatmap import MAX_SIDE_PX, heatmap
+from simulator.inputs import check_regular_file
 
 EXIT_OK, EXIT_DIFFERENT = 0, 1
 AXES = {"NCHW": ("n", "c"), "NHWC": ("n", "c"), "NC1HWC0": ("n", "c"), "OIHW": ("o", "i"), "IOHW": ("i", "o"),
         "POIHW": ("p", "o", "i"), "C": ()}
 MAX_STATS_LINES = 64
+MAX_OFMAP_BYTES = 1 << 30
 
 
 def inspect_dir(path: Path, stage: str | None = None, buffer: str | None = None, tile: int | None = None,
@@ -33,7 +34,10 @@ def inspect_dir(path: Path, stage: str | None = None, buffer: str | None = None,
                 channel: int | None = None) -> int:
     dumps = Dumps.open(path)
     if diff is not None:
-        text, equal = diff_dumps(dumps, Dumps.open(diff))
+        other = Dumps.open(diff)
+        plan = ("method", "num_tiles")
+        same_plan = [dumps.index[k] for k in plan] == [other.index[k] for k in plan]
+        text, equal = diff_dumps(dumps, other) if same_plan else diff_outputs(dumps, other)
         print(text)
         return EXIT_OK if equal else EXIT_DIFFERENT
     if buffer is None:
@@ -47,8 +51,15 @@ def inspect_dir(path: Path, stage: str | None = None, buffer: str | None = None,
     if png is not None:
         if png.is_dir():
             raise ConvsimError(f"--png {png}: is a directory, expected a file name")
-        atomic_write_bytes(png, heatmap_png(select_channel(dump, channel)))
+        labels, _ = _planes(select_channel(dump, channel), dump.entry["layout"], channel, sep=",")
+        image = heatmap(select_channel(dump, channel), labels)
+        atomic_write_bytes(png, image.png)
         print(f"wrote {png} ({describe(dump)})")
+        if image.planes_shown < image.planes_total or image.subsample > 1:
+            print(f"the PNG is capped at {MAX_SIDE_PX} pixels a side: it shows {image.planes_shown} of "
+                  f"{image.planes_total} planes" + (f", every {image.subsample}th row and column" if
+                                                    image.subsample > 1 else "")
+                  + "; --channel C selects one channel's planes")
         return EXIT_OK
     print(hex_view(dump) if fmt == "hex" else stats(dump, channel) if fmt == "stats" else grid(dump, channel))
     return EXIT_OK
@@ -113,20 +124,26 @@ def listing(dumps: Dumps, only_stage: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def _planes(array: np.ndarray, layout: str) -> tuple[list[str], np.ndarray]:
-    """(labels, planes): every trailing 2-D slice of ``array`` with its leading index named by axis letters."""
+def _planes(array: np.ndarray, layout: str, channel: int | None = None,
+            sep: str = ", ") -> tuple[list[str], np.ndarray]:
+    """(labels, planes): every trailing 2-D slice of ``array`` with its leading index named by axis letters
+    (``array`` holding only channel ``channel`` of the second axis, when given: the label keeps its number)."""
     if array.ndim < 2:
         return [""], array.reshape(1, 1, -1)
     names = AXES.get(layout, ()) or tuple(f"d{i}" for i in range(array.ndim - 2))
     lead = array.shape[:-2]
-    labels = [", ".join(f"{n}={i}" for n, i in zip(names, idx, strict=False)) for idx in np.ndindex(*lead)]
+    offset = [0] * len(lead)
+    if channel is not None and len(offset) > 1:
+        offset[1] = channel
+    labels = [sep.join(f"{n}={i + o}" for n, i, o in zip(names, idx, offset, strict=False))
+              for idx in np.ndindex(*lead)]
     return labels, array.reshape(-1, *array.shape[-2:])
 
 
 def grid(dump: BufferDump, channel: int | None = None) -> str:
     """Per-channel 2-D grids, column and row indices, zeros as ``.`` (only channel ``channel`` if given)."""
     array = select_channel(dump, channel)
-    labels, planes = _planes(array, dump.entry["layout"])
+    labels, planes = _planes(array, dump.entry["layout"], channel)
     width = max(2, *(len(str(int(v))) for v in (array.min(), array.max()))) if array.size else 2
     lines = [describe(dump) + "  ('.' = 0)"]
     for label, plane in zip(labels, planes, strict=True):
@@ -163,57 +180,13 @@ def _stat_line(label: str, a: np.ndarray) -> str:
 def stats(dump: BufferDump, channel: int | None = None) -> str:
     array = select_channel(dump, channel)
     lines = [describe(dump), _stat_line("all", array)]
-    labels, planes = _planes(array, dump.entry["layout"])
+    labels, planes = _planes(array, dump.entry["layout"], channel)
     if len(planes) > 1:
         for label, plane in list(zip(labels, planes, strict=True))[:MAX_STATS_LINES]:
             lines.append(_stat_line(label, plane))
         if len(planes) > MAX_STATS_LINES:
             lines.append(f"... and {len(planes) - MAX_STATS_LINES} more planes")
     return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------------------------------------ heatmap
-
-
-def png_bytes(rgb: np.ndarray) -> bytes:
-    """(H, W, 3) uint8 -> a PNG file (8-bit RGB, no filtering, zlib)."""
-    h, w, _ = rgb.shape
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    rows = np.concatenate([np.zeros((h, 1), dtype=np.uint8), rgb.reshape(h, w * 3)], axis=1)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + chunk(b"IEND", b""))
-
-
-def heatmap_rgb(plane: np.ndarray, max_abs: int) -> np.ndarray:
-    """Zero white; positive red, negative blue, at least 30% saturated so any non-zero is visible."""
-    v = plane.astype(np.float64)
-    level = 0.3 + 0.7 * np.abs(v) / max(max_abs, 1)
-    fade = (255 * (1 - level)).astype(np.uint8)
-    rgb = np.full((*plane.shape, 3), 255, dtype=np.uint8)
-    pos, neg = v > 0, v < 0
-    rgb[pos, 1], rgb[pos, 2] = fade[pos], fade[pos]
-    rgb[neg, 0], rgb[neg, 1] = fade[neg], fade[neg]
-    return rgb
-
-
-def heatmap_png(array: np.ndarray) -> bytes:
-    """Every 2-D plane side by side in a near-square grid, each pixel scaled up, grey 1-pixel separators."""
-    planes = array.reshape(-1, *array.shape[-2:]) if array.ndim >= 2 else array.reshape(1, 1, -1)
-    k, h, w = planes.shape
-    scale = max(1, min(16, 512 // max(h, w)))
-    cols = math.ceil(math.sqrt(k))
-    rows = math.ceil(k / cols)
-    max_abs = int(np.abs(planes.astype(np.int64)).max()) if planes.size else 0
-    ch, cw = h * scale + 1, w * scale + 1
-    canvas = np.full((rows * ch + 1, cols * cw + 1, 3), 128, dtype=np.uint8)
-    for i, plane in enumerate(planes):
-        r, c = divmod(i, cols)
-        big = np.repeat(np.repeat(heatmap_rgb(plane, max_abs), scale, axis=0), scale, axis=1)
-        canvas[1 + r * ch:1 + r * ch + h * scale, 1 + c * cw:1 + c * cw + w * scale] = big
-    return png_bytes(canvas)
 
 
 # --------------------------------------------------------------------------------------------------------- diff
@@ -248,6 +221,33 @@ def diff_dumps(a: Dumps, b: Dumps) -> tuple[str, bool]:
     lines.append(f"{compared} buffer(s) compared, {differing} differ" if differing
                  else f"{compared} buffer(s) compared, all equal")
     return "\n".join(lines), differing == 0
+
+
+def _run_ofmap(dumps: Dumps) -> tuple[Path, np.ndarray]:
+    """The ofmap.npy of the run a dump tree belongs to."""
+    path = (dumps.root.parent if dumps.root.name == "dumps" else dumps.root) / "ofmap.npy"
+    check_regular_file(path, "ofmap", MAX_OFMAP_BYTES)
+    try:
+        return path, np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError):
+        raise ConvsimError(f"ofmap {path}: not a valid .npy file") from None
+
+
+def diff_outputs(a: Dumps, b: Dumps) -> tuple[str, bool]:
+    """Two runs with different tile plans (swell vs phase, other SRAM sizes): their stage buffers differ by
+    design, so compare what must agree, the layer's ofmap, and say whether it is equal."""
+    ia, ib = a.index, b.index
+    lines = [f"diff {a.root} vs {b.root}",
+             f"the runs differ in method or tiling ({ia['method']}, {ia['num_tiles']} tile(s) vs {ib['method']}, "
+             f"{ib['num_tiles']} tile(s)): their stage buffers differ by design, comparing the ofmaps instead"]
+    (pa, oa), (pb, ob) = _run_ofmap(a), _run_ofmap(b)
+    cmp = compare(oa, ob)
+    if cmp.equal:
+        lines.append(f"ofmaps equal: {pa} and {pb}, all {cmp.total:,} elements")
+    else:
+        lines.append(cmp.report(f"ofmap ({pa} vs {pb})"))
+        lines.append("ofmaps DIFFER")
+    return "\n".join(lines), cmp.equal
 
 
 def byte_address(da: BufferDump, db: BufferDump) -> str:

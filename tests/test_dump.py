@@ -15,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from simulator import load_config, simulate
 from simulator.cli import main
 from simulator.dump import Dumps, DumpWriter
 from simulator.errors import IntegrityError
+from simulator.heatmap import LABEL_H
 from tests.conftest import REPO, make_config, torch_reference
 
 SEED1 = REPO / "configs" / "seed_case1.yaml"
@@ -263,9 +265,15 @@ def test_listing_hex_stats_and_png(tmp_path, capsys):
     pixels = pixels.reshape(height, width, 3)
     scale = (width - 2) // 17
     assert scale >= 1 and width == 17 * scale + 2
+    top = 1 + LABEL_H  # the plane's label strip is above it
     # pixel (0, 0) of the map is border zero (white); (2, 2) is input pixel (0, 0), coloured unless it is 0
-    assert (pixels[1, 1] == 255).all()
-    assert (pixels[1 + 2 * scale, 1 + 2 * scale] == 255).all() == (ifmap[0, 0, 0, 0] == 0)
+    assert (pixels[top, 1] == 255).all()
+    assert (pixels[top + 2 * scale, 1 + 2 * scale] == 255).all() == (ifmap[0, 0, 0, 0] == 0)
+    assert (pixels[1:top, 1:-1] == 0).any()  # the label "n=0,c=0" is drawn in black
+    # the colour scale under the plane: -max blue at the left end, white in the middle, +max red at the right
+    bar = pixels[top + 17 * scale + 2]
+    assert tuple(bar[1]) == (0, 0, 255) and tuple(bar[-2]) == (255, 0, 0)  # fully saturated at |max|
+    assert (bar[width // 2] >= 200).all()
 
 
 def test_network_run_dir_names_its_layers(tmp_path, capsys):
@@ -276,3 +284,41 @@ def test_network_run_dir_names_its_layers(tmp_path, capsys):
     assert main(["inspect", str(net)]) == 2
     assert "up1" in capsys.readouterr().err
     assert main(["inspect", str(net / "up1")]) == 0
+
+
+def test_heatmap_is_capped_and_says_what_it_left_out():
+    import struct as st
+
+    from simulator.heatmap import MAX_SIDE_PX, heatmap
+
+    many = np.ones((128, 32, 4, 4), dtype=np.int8)  # 4,096 planes: a real weight tile
+    image = heatmap(many, [f"i={i},o={o}" for i in range(128) for o in range(32)])
+    width, height = st.unpack(">II", image.png[16:24])
+    assert width <= MAX_SIDE_PX and height <= MAX_SIDE_PX
+    assert 0 < image.planes_shown < image.planes_total == 4096 and image.subsample == 1
+    tall = heatmap(np.ones((1, 10_000, 3), dtype=np.int32), ["c=0"])
+    width, height = st.unpack(">II", tall.png[16:24])
+    assert height <= MAX_SIDE_PX and tall.subsample == 3 and tall.planes_shown == 1
+
+
+def test_diff_of_swell_and_phase_runs_compares_the_ofmaps(tmp_path, capsys):
+    """Swell and phase write different buffers by design; --diff says whether the outputs agree instead of
+    counting every buffer as different, and finds a changed ofmap element."""
+    raw = yaml.safe_load(SEED1.read_text())
+    raw["hardware"] = str(SEED1.parent / raw["hardware"])
+    runs = {}
+    for method in ("swell", "phase"):
+        cfg = tmp_path / f"{method}.yaml"
+        cfg.write_text(yaml.safe_dump({**raw, "engine": {"transposed_conv": method}}))
+        runs[method] = tmp_path / method
+        assert main(["run", str(cfg), "--out", str(runs[method]), "--no-compare"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(runs["swell"]), "--diff", str(runs["phase"])]) == 0
+    out = capsys.readouterr().out
+    assert "swell, 1 tile(s) vs phase, 1 tile(s)" in out and "ofmaps equal" in out and "all 225 elements" in out
+    ofmap = np.load(runs["phase"] / "ofmap.npy")
+    ofmap[0, 0, 3, 4] += 1
+    np.save(runs["phase"] / "ofmap.npy", ofmap)
+    assert main(["inspect", str(runs["swell"]), "--diff", str(runs["phase"])]) == 1
+    out = capsys.readouterr().out
+    assert "ofmaps DIFFER" in out and "1 of 225 elements differ" in out and "at [0, 0, 3, 4]" in out
