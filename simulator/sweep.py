@@ -24,8 +24,10 @@ import itertools
 import json
 import math
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,10 +206,16 @@ def run_ray(payloads: list[Payload], done: Done, address: str | None) -> None:
         raise ConvsimError("--executor ray needs Ray: pip install 'convsim[ray]'") from None
     started_here = not ray.is_initialized()
     if started_here:
-        try:
-            ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise ConvsimError(f"--address {address}: cannot connect to Ray ({exc})".splitlines()[0]) from None
+        # Ctrl-C while Ray starts its processes would orphan the ones already started: hold it until init returns
+        with _deferred_interrupt() as interrupted:
+            try:
+                ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                _shutdown_quietly(ray)
+                raise ConvsimError(f"--address {address}: cannot connect to Ray ({exc})".splitlines()[0]) from None
+        if interrupted:
+            _shutdown_quietly(ray)
+            raise KeyboardInterrupt
     try:
         task = ray.remote(_evaluate_payload)
         pending = [task.remote(p) for p in payloads]
@@ -222,7 +230,33 @@ def run_ray(payloads: list[Payload], done: Done, address: str | None) -> None:
             raise
     finally:
         if started_here:
+            _shutdown_quietly(ray)
+
+
+@contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[list[bool]]:
+    """SIGINT is recorded (the yielded list gets an entry) instead of raised, until the block ends."""
+    seen: list[bool] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: seen.append(True))
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _shutdown_quietly(ray: Any) -> None:
+    """Stop the Ray runtime this process started; a second Ctrl-C must not interrupt the shutdown itself."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if threading.current_thread() is threading.main_thread() \
+        else None
+    try:
+        with contextlib.suppress(Exception):
             ray.shutdown()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 # ---------------------------------------------------------------------------------------------------- results

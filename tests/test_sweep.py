@@ -107,3 +107,32 @@ def test_killed_sweep_resumes_to_the_same_table(tmp_path):
         fh.write('{"point": 49, "torn')  # a half-written last line must be ignored
     assert main(["sweep", str(sweep), "--out", str(out), "--resume", "--workers", "2"]) == 0
     assert (out / "results.csv").read_text() == (tmp_path / "whole" / "results.csv").read_text()
+
+
+def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
+    """SIGINT to the process group (what Ctrl-C sends: the workers get it too) mid-sweep: exit 130 with one
+    line and no traceback from the driver or a worker, no worker left behind, and --resume completes the sweep."""
+    body = ("base: {base}\ngrid:\n  hardware.mac_array.rows: [8, 16, 32, 64]\n"
+            "  engine.transposed_conv: [swell, phase]\n")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(body.format(base=REPO / "configs" / "dcgan_128_64.yaml"))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "simulator", "sweep", str(sweep), "--out", str(out), "--workers", "2", "--verify"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            cwd=tmp_path)
+    jsonl = out / "results.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(read_jsonl(jsonl)) < 2:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    done_before = len(read_jsonl(jsonl))
+    assert proc.returncode == 130, err
+    assert 0 < done_before < 8, "the sweep must be interrupted midway for this test to mean anything"
+    lines = [line for line in err.decode().splitlines() if not line.startswith(("sweep:", "point "))]
+    assert lines == ["convsim: interrupted"], err
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)  # nothing of the process group is left
+    assert main(["sweep", str(sweep), "--out", str(out), "--resume", "--workers", "2", "--verify"]) == 0
+    assert len(read_jsonl(jsonl)) == 8
