@@ -49,7 +49,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from simulator.inspector import inspect_dir
 
     return inspect_dir(Path(args.dir), stage=args.stage, buffer=args.buffer, tile=args.tile, fmt=args.format,
-                       png=_path(args.png), diff=_path(args.diff), channel=args.channel)
+                       png=_path(args.png), diff=_path(args.diff), channel=args.channel,
+                       plane=args.plane)
 
 
 def _cmd_golden(args: argparse.Namespace) -> int:
@@ -190,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--tile", type=int, default=None, help="tile index (default: the first dumped tile)")
     inspect.add_argument("--channel", type=int, default=None, metavar="C",
                          help="only the planes of channel C (the second axis)")
+    inspect.add_argument("--plane", type=int, default=None, metavar="P",
+                         help="only the P-th 2-D plane, counted as the grid labels them (after --channel)")
     inspect.add_argument("--format", choices=("grid", "hex", "stats"), default="grid", help="how to print the buffer")
     inspect.add_argument("--png", default=None, metavar="FILE", help="save a heatmap of the buffer")
     inspect.add_argument("--diff", default=None, metavar="OTHER_DIR", help="compare with another run's dumps")

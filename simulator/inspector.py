@@ -31,7 +31,7 @@ MAX_OFMAP_BYTES = 1 << 30
 
 def inspect_dir(path: Path, stage: str | None = None, buffer: str | None = None, tile: int | None = None,
                 fmt: str = "grid", png: Path | None = None, diff: Path | None = None,
-                channel: int | None = None) -> int:
+                channel: int | None = None, plane: int | None = None) -> int:
     dumps = Dumps.open(path)
     if diff is not None:
         other = Dumps.open(diff)
@@ -51,8 +51,8 @@ def inspect_dir(path: Path, stage: str | None = None, buffer: str | None = None,
     if png is not None:
         if png.is_dir():
             raise ConvsimError(f"--png {png}: is a directory, expected a file name")
-        labels, _ = _planes(select_channel(dump, channel), dump.entry["layout"], channel, sep=",")
-        image = heatmap(select_channel(dump, channel), labels)
+        labels, planes = selected_planes(dump, channel, plane, sep=",")
+        image = heatmap(planes, labels)
         atomic_write_bytes(png, image.png)
         print(f"wrote {png} ({describe(dump)})")
         if image.planes_shown < image.planes_total or image.subsample > 1:
@@ -61,7 +61,8 @@ def inspect_dir(path: Path, stage: str | None = None, buffer: str | None = None,
                                                     image.subsample > 1 else "")
                   + "; --channel C selects one channel's planes")
         return EXIT_OK
-    print(hex_view(dump) if fmt == "hex" else stats(dump, channel) if fmt == "stats" else grid(dump, channel))
+    print(hex_view(dump) if fmt == "hex" else stats(dump, channel, plane) if fmt == "stats" else
+          grid(dump, channel, plane))
     return EXIT_OK
 
 
@@ -140,10 +141,23 @@ def _planes(array: np.ndarray, layout: str, channel: int | None = None,
     return labels, array.reshape(-1, *array.shape[-2:])
 
 
-def grid(dump: BufferDump, channel: int | None = None) -> str:
-    """Per-channel 2-D grids, column and row indices, zeros as ``.`` (only channel ``channel`` if given)."""
-    array = select_channel(dump, channel)
-    labels, planes = _planes(array, dump.entry["layout"], channel)
+def selected_planes(dump: BufferDump, channel: int | None = None, plane: int | None = None,
+                    sep: str = ", ") -> tuple[list[str], np.ndarray]:
+    """(labels, planes) of the buffer, only channel ``channel``'s and/or only the ``plane``-th of those."""
+    labels, planes = _planes(select_channel(dump, channel), dump.entry["layout"], channel, sep)
+    if plane is None:
+        return labels, planes
+    if not 0 <= plane < len(planes):
+        raise ConvsimError(f"--plane {plane}: buffer {dump.name} has planes 0 to {len(planes) - 1}"
+                           + (f" in channel {channel}" if channel is not None else ""))
+    return labels[plane:plane + 1], planes[plane:plane + 1]
+
+
+def grid(dump: BufferDump, channel: int | None = None, plane: int | None = None) -> str:
+    """2-D grids of the buffer's planes, column and row indices, zeros as ``.`` (only channel ``channel`` and/or
+    the ``plane``-th plane, if given)."""
+    labels, planes = selected_planes(dump, channel, plane)
+    array = planes
     width = max(2, *(len(str(int(v))) for v in (array.min(), array.max()))) if array.size else 2
     lines = [describe(dump) + "  ('.' = 0)"]
     for label, plane in zip(labels, planes, strict=True):
@@ -177,10 +191,9 @@ def _stat_line(label: str, a: np.ndarray) -> str:
             f"({zeros / a.size:.1%})")
 
 
-def stats(dump: BufferDump, channel: int | None = None) -> str:
-    array = select_channel(dump, channel)
-    lines = [describe(dump), _stat_line("all", array)]
-    labels, planes = _planes(array, dump.entry["layout"], channel)
+def stats(dump: BufferDump, channel: int | None = None, plane: int | None = None) -> str:
+    labels, planes = selected_planes(dump, channel, plane)
+    lines = [describe(dump), _stat_line("all" if channel is None and plane is None else "selected", planes)]
     if len(planes) > 1:
         for label, plane in list(zip(labels, planes, strict=True))[:MAX_STATS_LINES]:
             lines.append(_stat_line(label, plane))

@@ -322,3 +322,29 @@ def test_diff_of_swell_and_phase_runs_compares_the_ofmaps(tmp_path, capsys):
     assert main(["inspect", str(runs["swell"]), "--diff", str(runs["phase"])]) == 1
     out = capsys.readouterr().out
     assert "ofmaps DIFFER" in out and "1 of 225 elements differ" in out and "at [0, 0, 3, 4]" in out
+
+
+def test_stage_alone_channel_and_plane_select_what_is_shown(tmp_path, capsys):
+    """A 2 -> 3 channel transposed conv: the weight (IOHW, 2 x 3 planes) shown whole, for one output channel,
+    and one plane, each compared with the weight the simulator was given (generated from the config's seed)."""
+    cfg_path = tmp_path / "w.yaml"
+    cfg_path.write_text(yaml.safe_dump({
+        "name": "w", "layer": {"input_shape": [1, 2, 3, 3], "in_channels": 2, "out_channels": 3, "kernel_size": 2,
+                               "stride": 2}, "data": {"weight": "random"}, "hardware": {"mac_array": {"rows": 4,
+                                                                                                     "cols": 4}}}))
+    weight = simulate(load_config(cfg_path)).tensors.weight  # (I=2, O=3, 2, 2)
+    run = tmp_path / "run"
+    assert main(["run", str(cfg_path), "--out", str(run), "--no-compare"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(run), "--stage", "load"]) == 0
+    listing = capsys.readouterr().out
+    assert "load:" in listing and "swell:" not in listing and "rows oh [0, " in listing and ")" in listing
+    assert "int32" in listing and "<i4" not in listing
+    assert main(["inspect", str(run), "--stage", "load", "--buffer", "weight", "--channel", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "[i=0, o=2]" in out and "[i=1, o=2]" in out and "o=1" not in out
+    np.testing.assert_array_equal(grid_of(out)[:2], weight[0, 2])  # the first grid printed: i=0, o=2
+    assert main(["inspect", str(run), "--stage", "load", "--buffer", "weight", "--channel", "2", "--plane", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "[i=1, o=2]" in out and "[i=0, o=2]" not in out
+    np.testing.assert_array_equal(grid_of(out), weight[1, 2])
