@@ -35,6 +35,8 @@ INT8_MAX = 127
 MAX_LAYER_BYTES = 256 << 20  # ifmap + weight + bias + int32 ofmap of one layer
 MAX_SRAM_BYTES = 256 << 20  # one SRAM buffer's byte image
 MAX_EXTENT = 1 << 16  # rows or columns of an input or output map (the tile planner keeps a record per row)
+MAX_LAYERS = 1024  # layers of a network config
+MAX_NAME = 100  # characters of a config or layer name (it names directories)
 
 
 def _pair(value: Any) -> Any:
@@ -71,7 +73,7 @@ NonNegInt = Annotated[int, BeforeValidator(_not_bool), Field(ge=0)]
 class LayerConfig(_Frozen):
     """One convolution layer, with torch's argument names."""
 
-    name: Annotated[str, Field(pattern=NAME_PATTERN)] = "layer"
+    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=MAX_NAME)] = "layer"
     op: Literal["conv_transpose2d", "conv2d"] = "conv_transpose2d"
     input_shape: tuple[PositiveInt, PositiveInt, PositiveInt, PositiveInt]
     in_channels: PositiveInt
@@ -302,7 +304,7 @@ class EngineConfig(_Frozen):
 class SimConfig(_Frozen):
     """A whole simulation: one layer (``layer:``) or a network (``layers:``), its data, hardware and method."""
 
-    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=MAX_NAME)]
     layers: tuple[LayerConfig, ...]
     data: DataConfig = DataConfig()
     hardware: HardwareConfig = HardwareConfig()
@@ -327,7 +329,11 @@ class SimConfig(_Frozen):
             raw["layers"] = (layer,)
         else:
             if not isinstance(raw["layers"], list) or not raw["layers"]:
-                raise ValueError(f"layers must be a non-empty list, got {raw['layers']!r}")
+                shown = repr(raw["layers"])
+                raise ValueError(f"layers must be a non-empty list, got {shown[:60]}{'...' if len(shown) > 60 else ''}")
+            if len(raw["layers"]) > MAX_LAYERS:
+                raise ValueError(f"layers: {len(raw['layers']):,} layers, more than the {MAX_LAYERS:,} a network "
+                                 "config accepts")
             raw["is_network"] = True
         return raw
 
@@ -393,6 +399,7 @@ def _plain_message(error: Any, loc: list[Any]) -> str:
         "bool_parsing": "expected true or false", "string_type": "expected a string",
         "dict_type": "expected a mapping", "model_type": "expected a mapping", "list_type": "expected a list",
         "missing": "required key missing", "finite_number": "expected a finite number",
+        "string_too_long": f"at most {(error.get('ctx') or {}).get('max_length')} characters",
     }
     if kind in plain:
         return plain[kind]

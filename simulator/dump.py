@@ -8,9 +8,10 @@ through the region's layout (:func:`simulator.sram.decode_region`). ``index.json
 address, layout, bank mapping and the sha256 of both files; the reader checks those checksums on every load.
 
 Bounded cost: tiles are dumped whole, in order, while the files written plus the next tile's upper-bound estimate
-stay within ``budget_bytes`` (64 MiB per layer), or, when ``max_tiles`` is given (``--dump-tiles N``), exactly
-the first N tiles; the tiles not dumped are listed in the index. Ignores: SRAM contents outside
-the regions a stage wrote (stale data in other regions is not dumped), and timing (a dump is free in cycles).
+stay within ``budget_bytes`` (64 MiB per layer), or, when ``max_tiles`` is given (``--dump-tiles N``), the
+first N tiles within MAX_DUMP_BYTES (1 GiB); the tiles not dumped are listed in the index (and ``run`` says so).
+Ignores: SRAM contents outside the regions a stage wrote (stale data in other regions is not dumped), and timing
+(a dump is free in cycles).
 See ``docs/dumps.md`` for the tree, the index fields and the hex format.
 """
 
@@ -45,6 +46,7 @@ from simulator.tiling import Tile
 FORMAT = "convsim-dumps/1"
 STAGE_ORDER = ("load", "swell", "weight_transpose", "mac_array", "writeback")
 DEFAULT_BUDGET_BYTES = 64 * 1024 * 1024  # per layer; see docs/dumps.md for measured figures
+MAX_DUMP_BYTES = 1 << 30  # per layer even with --dump-tiles N: a disk is not unbounded either
 NPY_HEADER_BYTES = 128
 HEX_HEADER_BYTES = 1024  # upper bound of the comment header
 
@@ -168,7 +170,8 @@ class DumpWriter:
         if self.max_tiles is None:  # default: bounded by bytes
             self._dump_current = self.bytes_written + estimate <= self.budget_bytes
         else:  # an explicit count replaces the budget
-            self._dump_current = len(self.dumped) < self.max_tiles
+            self._dump_current = (len(self.dumped) < self.max_tiles
+                                  and self.bytes_written + estimate <= MAX_DUMP_BYTES)
         (self.dumped if self._dump_current else self.skipped_tiles).append(tile.index)
         self.tiles[tile.index] = tile
 

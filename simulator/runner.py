@@ -19,7 +19,7 @@ from simulator import progress
 from simulator.compare import compare
 from simulator.config import LayerConfig, SimConfig, load_config
 from simulator.data import make_tensors
-from simulator.dump import DEFAULT_BUDGET_BYTES, compact
+from simulator.dump import DEFAULT_BUDGET_BYTES, MAX_DUMP_BYTES, compact
 from simulator.errors import ConvsimError
 from simulator.files import atomic_write_bytes as write_bytes
 from simulator.files import atomic_write_json, check_writable_dir, npy_bytes, staged_directory
@@ -112,7 +112,7 @@ def run_config(config: Path, out: str | None, golden_dir: Path, dumps: bool = Tr
                       f"(tiles {compact(writer.dumped)}; the {DEFAULT_BUDGET_BYTES >> 20} MiB per-layer budget; "
                       "--dump-tiles N chooses)" if dump_tiles is None else
                       f"{layer.name}: dumps: first {len(writer.dumped)} of {len(result.plan.tiles)} tiles "
-                      f"(--dump-tiles {dump_tiles})")
+                      f"(--dump-tiles {dump_tiles}, at most {MAX_DUMP_BYTES >> 30} GiB per layer)")
             verdict = _verdict(config, cfg, layer, case, result, gold_dir, golden_dir, compare_golden)
             verdicts.append(Verdict(**{**verdict.to_dict(), "seconds": time.perf_counter() - started}))
             _write_run(layer_dir, result, trace, verdict)

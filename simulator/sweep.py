@@ -49,7 +49,7 @@ from simulator.inputs import read_bytes
 
 Executor = Literal["local", "ray"]
 MAX_POINTS = 10_000  # grid points of one sweep (counted before any is built)
-MAX_WORKERS = 256
+MAX_WORKERS = max(4, 4 * (os.cpu_count() or 1))  # more processes than this only cost memory (each ~60 MB)
 MAX_RESULTS_BYTES = 1 << 30
 
 
@@ -188,7 +188,7 @@ Done = Callable[[int, list[dict[str, Any]] | str], None]
 
 
 def run_local(payloads: list[Payload], done: Done, workers: int | None = None) -> None:
-    pool = ProcessPoolExecutor(max_workers=workers or os.cpu_count())
+    pool = ProcessPoolExecutor(max_workers=max(1, min(workers or os.cpu_count() or 1, len(payloads))))
     try:
         futures = [pool.submit(_evaluate_payload, p) for p in payloads]
         for fut in as_completed(futures):
@@ -277,7 +277,7 @@ def read_jsonl(path: Path) -> dict[int, dict[str, Any]]:
             continue
         try:
             rec = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if not _is_record(rec):
             raise ConvsimError(f"--resume: {path} line {number}: not a sweep record (edited, or not written by "
@@ -449,7 +449,7 @@ def run_sweep(sweep_file: Path, out: Path, executor: Executor = "local", address
               resume: bool = False, verify: bool = False, golden_dir: str | None = None,
               workers: int | None = None) -> int:
     if workers is not None and not 1 <= workers <= MAX_WORKERS:
-        raise ConvsimError(f"--workers {workers}: expected 1 to {MAX_WORKERS} worker processes")
+        raise ConvsimError(f"--workers {workers}: expected 1 to {MAX_WORKERS} worker processes (4 per core here)")
     spec, base_raw, base_dir = load_spec(sweep_file)
     points = expand(spec, base_raw, base_dir)
     grid_keys = list(spec.grid)

@@ -303,6 +303,13 @@ CASES: dict[str, Case] = {
     "yaml_duplicate_key": text_case("name: a\nname: b\nlayer: {}\n", "duplicate key 'name'"),
     "sweep_file_as_config": text_case("base: cfg.yaml\ngrid: {hardware.mac_array.rows: [4]}\n", "sweep file",
                                       "convsim sweep"),
+    "name_too_long": mapping_case("name", "a" * 300, "name", "at most 100 characters"),
+    "too_many_layers": raw_case(network(*({**LAYER, "name": f"l{i}"} for i in range(1100))), "layers",
+                                "1,100 layers"),
+    "golden_manifest_deeply_nested": golden_case(
+        lambda c: (c / "manifest.json").write_text("[" * 100_000 + "]" * 100_000), "manifest.json", "JSON"),
+    "golden_manifest_fifo": golden_case(lambda c: ((c / "manifest.json").unlink(), os.mkfifo(c / "manifest.json")),
+                                        "manifest.json"),
     # pydantic's words replaced by the config's
     "kernel_size_words": mapping_case("layer.kernel_size", "3x3", "layer.kernel_size", "an int or a pair [h, w]"),
     "input_shape_words": mapping_case("layer.input_shape", "big", "layer.input_shape", "a list of 4 ints"),

@@ -28,6 +28,7 @@ from simulator.data import LayerTensors, make_tensors
 from simulator.errors import ConvsimError, IntegrityError
 from simulator.files import atomic_directory, npy_bytes, sha256_bytes, sha256_file
 from simulator.fixedpoint import INT32_MAX, INT32_MIN, OverflowPolicy, narrow_to_int32, reduction_is_order_free
+from simulator.inputs import MAX_JSON_BYTES, read_bytes
 
 GENERATOR_VERSION = "2"
 TENSORS = {"ifmap": ("int8", "NCHW"), "weight": ("int8", "torch"), "bias": ("int32", "C"), "ofmap": ("int32", "NCHW")}
@@ -151,8 +152,8 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
     if not path.is_file():
         raise IntegrityError(f"golden case {directory}: {MANIFEST} missing (regenerate with `convsim golden`)")
     try:
-        manifest = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        manifest = json.loads(read_bytes(path, "golden file", MAX_JSON_BYTES))
+    except (ValueError, RecursionError):
         raise IntegrityError(f"golden file {path}: not valid JSON (corrupt or edited)") from None
     ok = (isinstance(manifest, dict) and isinstance(manifest.get("tensors"), dict)
           and isinstance(manifest.get("files", {}), dict)
