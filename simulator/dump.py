@@ -17,7 +17,6 @@ See ``docs/dumps.md`` for the tree, the index fields and the hex format.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -30,7 +29,7 @@ import numpy as np
 
 from simulator.config import HardwareConfig
 from simulator.dump_index import validate_index
-from simulator.errors import ConvsimError, IntegrityError
+from simulator.errors import ConfigError, ConvsimError, IntegrityError
 from simulator.files import (
     atomic_directory,
     atomic_write_bytes,
@@ -38,7 +37,7 @@ from simulator.files import (
     npy_bytes,
     sha256_bytes,
 )
-from simulator.inputs import MAX_JSON_BYTES, read_bytes
+from simulator.inputs import MAX_JSON_BYTES, npy_from_bytes, read_bytes
 from simulator.sram import ACTIVATION_LAYOUTS, Region, Sram, bank_mapping, decode_region
 from simulator.stages.common import StageCost
 from simulator.tiling import Tile
@@ -278,9 +277,9 @@ class BufferDump:
         """The ``.npy`` view, checksum verified."""
         path = self.directory / self.entry["npy"]
         try:
-            array = np.load(io.BytesIO(self._read("npy")), allow_pickle=False)
-        except ValueError as exc:
-            raise IntegrityError(f"dump {path}: not a valid .npy ({exc})") from None
+            array = npy_from_bytes(self._read("npy"), f"dump {path}")
+        except ConfigError as exc:
+            raise IntegrityError(str(exc)) from None
         if list(array.shape) != list(self.entry["shape"]) or array.dtype != np.dtype(self.entry["dtype"]):
             raise IntegrityError(f"dump {path}: shape {list(array.shape)} {array.dtype}, index says "
                                  f"{self.entry['shape']} {self.entry['dtype']}")

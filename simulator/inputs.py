@@ -4,17 +4,19 @@ Models no hardware. Every input file is checked with ``os.stat`` before it is op
 (a directory, ``/dev/zero``, a FIFO or a socket is refused without blocking), and only up to a size cap, so no
 input can make the tool hang or allocate without bound. YAML is parsed by a hardened ``SafeLoader``: aliases
 are expanded only up to a bound (an alias bomb is refused before anything is built), duplicate keys are refused,
-nesting depth is bounded, and a tab in the indentation is named as such. Errors are :class:`ConfigError` with
-one line naming the file.
+nesting depth is bounded, and a tab in the indentation is named as such. A ``.npy`` is accepted only when its
+header's shape matches the bytes that follow it. Errors are :class:`ConfigError` with one line naming the file.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from simulator.errors import ConfigError
@@ -159,3 +161,32 @@ def read_yaml_file(path: Path, what: str) -> Any:
         raise ConfigError(f"{what} {path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
                           f"{exc.start})") from None
     return parse_yaml(text, what, path)
+
+
+# ---------------------------------------------------------------------------------------------------------- .npy
+
+
+def npy_from_bytes(data: bytes, what: str) -> np.ndarray:
+    """A ``.npy`` held in ``data``, refused (one line naming ``what``) unless its header is valid, its dtype holds
+    no Python objects and the bytes after the header are exactly what the header's shape needs; so a header that
+    declares a huge shape allocates nothing."""
+    buf = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(buf)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(buf)
+    except (ValueError, OSError, EOFError, SyntaxError):
+        raise ConfigError(f"{what}: not a valid .npy file") from None
+    if dtype.hasobject:
+        raise ConfigError(f"{what}: holds Python objects (refused: allow_pickle=False)")
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if len(data) - buf.tell() != need:
+        raise ConfigError(f"{what}: not a valid .npy file ({len(data) - buf.tell():,} data bytes, its header "
+                          f"{dtype}{list(shape)} needs {need:,}; truncated or edited)")
+    array = np.frombuffer(data, dtype=dtype, offset=buf.tell()).reshape(shape, order="F" if fortran else "C")
+    return array.copy()
+
+
+def read_npy(path: Path, what: str, max_bytes: int) -> np.ndarray:
+    """A ``.npy`` file: regular, at most ``max_bytes``, checked as :func:`npy_from_bytes` does."""
+    return npy_from_bytes(read_bytes(path, what, max_bytes), f"{what} {path}")

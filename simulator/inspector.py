@@ -20,7 +20,7 @@ from simulator.dump import BufferDump, Dumps, compact
 from simulator.errors import ConvsimError
 from simulator.files import atomic_write_bytes
 from simulator.heatmap import MAX_SIDE_PX, heatmap
-from simulator.inputs import check_regular_file
+from simulator.inputs import read_npy
 
 EXIT_OK, EXIT_DIFFERENT = 0, 1
 AXES = {"NCHW": ("n", "c"), "NHWC": ("n", "c"), "NC1HWC0": ("n", "c"), "OIHW": ("o", "i"), "IOHW": ("i", "o"),
@@ -239,11 +239,7 @@ def diff_dumps(a: Dumps, b: Dumps) -> tuple[str, bool]:
 def _run_ofmap(dumps: Dumps) -> tuple[Path, np.ndarray]:
     """The ofmap.npy of the run a dump tree belongs to."""
     path = (dumps.root.parent if dumps.root.name == "dumps" else dumps.root) / "ofmap.npy"
-    check_regular_file(path, "ofmap", MAX_OFMAP_BYTES)
-    try:
-        return path, np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError):
-        raise ConvsimError(f"ofmap {path}: not a valid .npy file") from None
+    return path, read_npy(path, "ofmap", MAX_OFMAP_BYTES)
 
 
 def diff_outputs(a: Dumps, b: Dumps) -> tuple[str, bool]:

@@ -8,6 +8,7 @@ the ``--out`` directory was not created. A few cases also run as real subprocess
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 import subprocess
@@ -151,6 +152,19 @@ def stale_shape(case: Path) -> None:
     manifest = json.loads((case / "manifest.json").read_text())
     manifest["tensors"]["ifmap"].update(sha256=sha256_bytes(data), shape=[1, 2, 4, 4])
     manifest["files"]["ifmap.npy"] = sha256_bytes(data)
+    (case / "manifest.json").write_text(json.dumps(manifest))
+
+
+def huge_header_consistent(case: Path) -> None:
+    """ofmap.npy replaced by a header declaring 10**5 x 10**5 x 10**5 x 10**5 int32 (no data), with the manifest's
+    checksums updated to match: the checksum passes, the header must not be trusted."""
+    from simulator.files import sha256_bytes
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<i4", "fortran_order": False, "shape": (10**5,) * 4})
+    (case / "ofmap.npy").write_bytes(buf.getvalue())
+    manifest = json.loads((case / "manifest.json").read_text())
+    manifest["tensors"]["ofmap"]["sha256"] = manifest["files"]["ofmap.npy"] = sha256_bytes(buf.getvalue())
     (case / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -308,6 +322,7 @@ CASES: dict[str, Case] = {
                                 "1,100 layers"),
     "golden_manifest_deeply_nested": golden_case(
         lambda c: (c / "manifest.json").write_text("[" * 100_000 + "]" * 100_000), "manifest.json", "JSON"),
+    "golden_npy_huge_header": golden_case(huge_header_consistent, "ofmap.npy", "needs"),
     "golden_manifest_fifo": golden_case(lambda c: ((c / "manifest.json").unlink(), os.mkfifo(c / "manifest.json")),
                                         "manifest.json"),
     # pydantic's words replaced by the config's
@@ -486,6 +501,21 @@ def _edit_index(change: Callable[[dict[str, Any]], None]) -> Command:
     return build
 
 
+def _dump_npy_huge_header(tmp: Path) -> tuple[list[str], list[str], list[Path]]:
+    from simulator.files import sha256_bytes
+
+    run = _run_dir(tmp)
+    index_path = run / "dumps" / "index.json"
+    index = json.loads(index_path.read_text())
+    entry = index["stages"][1]["tiles"][0]["buffers"][0]  # swell: ifmap_swelled
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "|i1", "fortran_order": False, "shape": (10**6,) * 4})
+    (run / "dumps" / "swell" / entry["npy"]).write_bytes(buf.getvalue())
+    entry["npy_sha256"] = sha256_bytes(buf.getvalue())
+    index_path.write_text(json.dumps(index))
+    return ["inspect", str(run), "--stage", "swell", "--buffer", "ifmap_swelled"], ["ifmap_swelled.npy", "needs"], []
+
+
 def _model_file(tmp: Path, body: str) -> str:
     path = tmp / "model.py"
     path.write_text("import sys\nimport torch\n" + body)
@@ -571,6 +601,7 @@ COMMAND_CASES: dict[str, Command] = {
         lambda ix: ix["stages"][1]["tiles"][0]["buffers"][0].update(size_bytes="big")),
     "inspect_index_fifo": lambda t: (["inspect", str(t)], ["index.json", "FIFO"], []) if _fifo(
         t / "index.json") else ([], [], []),
+    "inspect_npy_huge_header": _dump_npy_huge_header,
     "inspect_png_is_a_directory": lambda t: (["inspect", str(_run_dir(t)), "--stage", "swell", "--buffer",
                                               "ifmap_swelled", "--png", str(t)], ["--png", str(t)], []),
     "inspect_channel_out_of_range": lambda t: (["inspect", str(_run_dir(t)), "--stage", "swell", "--buffer",

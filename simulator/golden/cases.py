@@ -28,12 +28,13 @@ from simulator.data import LayerTensors, make_tensors
 from simulator.errors import ConvsimError, IntegrityError
 from simulator.files import atomic_directory, npy_bytes, sha256_bytes, sha256_file
 from simulator.fixedpoint import INT32_MAX, INT32_MIN, OverflowPolicy, narrow_to_int32, reduction_is_order_free
-from simulator.inputs import MAX_JSON_BYTES, read_bytes
+from simulator.inputs import MAX_JSON_BYTES, read_bytes, read_npy
 
 GENERATOR_VERSION = "2"
 TENSORS = {"ifmap": ("int8", "NCHW"), "weight": ("int8", "torch"), "bias": ("int32", "C"), "ofmap": ("int32", "NCHW")}
 VERSION_KEYS = ("torch_version", "numpy_version")
 MANIFEST = "manifest.json"
+MAX_GOLDEN_NPY_BYTES = 1 << 30
 _HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
@@ -189,9 +190,9 @@ def load_case(directory: Path) -> GoldenCase | None:
     for name, (dtype, _) in TENSORS.items():
         entry, path = manifest["tensors"][name], directory / f"{name}.npy"
         try:
-            arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError):
-            raise IntegrityError(f"golden file {path}: not a valid .npy file") from None
+            arr = read_npy(path, "golden file", MAX_GOLDEN_NPY_BYTES)
+        except ConvsimError as exc:
+            raise IntegrityError(str(exc)) from None
         if str(arr.dtype) != dtype or list(arr.shape) != entry.get("shape"):
             raise IntegrityError(f"golden file {path}: {arr.dtype}{list(arr.shape)}, manifest says "
                                  f"{dtype}{entry.get('shape')}")
