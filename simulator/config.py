@@ -490,6 +490,8 @@ def read_config_mapping(path: Path, what: str = "config") -> tuple[dict[str, Any
 
 def load_config(path: str | Path) -> SimConfig:
     """Read and validate a config file. Raises :class:`ConfigError` with a one-line message."""
+    if not isinstance(path, str | Path):
+        raise ConfigError(f"load_config: expected a path (str or pathlib.Path), got {type(path).__name__}")
     path = Path(path)
     raw = dict(_read_yaml(path, "config"))
     if "grid" in raw and "base" in raw and "layer" not in raw and "layers" not in raw:

@@ -146,6 +146,8 @@ def simulate(cfg: SimConfig, ifmap: np.ndarray | None = None, weight: np.ndarray
     Missing tensors are generated from ``cfg.data`` exactly as the golden generator does. ``functional=False``
     runs the cycle model only: no values, ``ofmap`` is None.
     """
+    if not isinstance(cfg, SimConfig):
+        raise ConvsimError(f"cfg: expected a SimConfig (from simulator.load_config), got {type(cfg).__name__}")
     index = _layer_index(cfg, layer)
     chosen = cfg.layers[index]
     tensors = _tensors(cfg, chosen, index, ifmap, weight, bias) if functional else None
@@ -157,6 +159,8 @@ def _layer_index(cfg: SimConfig, layer: str | int | None) -> int:
         if cfg.is_network:
             raise ConvsimError(f"config {cfg.name!r} is a network of {len(cfg.layers)} layers: name one")
         return 0
+    if isinstance(layer, bool) or not isinstance(layer, int | str):
+        raise ConvsimError(f"layer: expected a layer name or index, got {type(layer).__name__}")
     if isinstance(layer, int):
         if not 0 <= layer < len(cfg.layers):
             raise ConvsimError(f"layer index {layer} out of range: config has {len(cfg.layers)} layers")

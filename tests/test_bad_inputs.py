@@ -704,3 +704,20 @@ def test_overflow_names_the_running_sum_that_left_int32(tmp_path: Path, capsys: 
     _check_one_line(code, err, ["running sum of output at [0, 0, 0, 0] reaches 2147483648,"])
     assert str(final) not in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("call", "expect"), [
+    (lambda sim, cfg: sim.simulate("configs/x.yaml"), ["cfg", "SimConfig", "str"]),
+    (lambda sim, cfg: sim.simulate(cfg, layer=True), ["layer", "bool"]),
+    (lambda sim, cfg: sim.simulate(cfg, layer=7), ["layer index 7"]),
+    (lambda sim, cfg: sim.load_config(42), ["load_config", "int"]),
+])
+def test_api_refuses_wrong_arguments(tmp_path: Path, call: Callable[[Any, Any], Any], expect: list[str]) -> None:
+    import simulator
+    from simulator import ConvsimError
+
+    cfg = simulator.load_config(write_cfg(tmp_path, BASE))
+    with pytest.raises(ConvsimError) as info:
+        call(simulator, cfg)
+    for piece in expect:
+        assert piece in str(info.value)
