@@ -35,6 +35,7 @@ INT8_MAX = 127
 MAX_LAYER_BYTES = 256 << 20  # ifmap + weight + bias + int32 ofmap of one layer
 MAX_SRAM_BYTES = 256 << 20  # one SRAM buffer's byte image
 MAX_EXTENT = 1 << 16  # rows or columns of an input or output map (the tile planner keeps a record per row)
+MAX_MACS = 1 << 34  # products of one layer (about a minute of simulation at ~4 ns per product)
 MAX_LAYERS = 1024  # layers of a network config
 MAX_NAME = 100  # characters of a config or layer name (it names directories)
 
@@ -130,7 +131,21 @@ class LayerConfig(_Frozen):
             parts = ", ".join(f"{k} {v:,}" for k, v in sizes.items())
             raise ValueError(f"the layer needs {sum(sizes.values()):,} bytes of tensors ({parts}), more than the "
                              f"{MAX_LAYER_BYTES:,} bytes the simulator accepts")
+        if self.products > MAX_MACS:
+            raise ValueError(f"the layer computes {self.products:,} products, more than the {MAX_MACS:,} the "
+                             "simulator runs (reduce its size or split it)")
         return self
+
+    @property
+    def products(self) -> int:
+        """Products of real values the layer computes (every input pixel with every tap for a transposed conv,
+        every output with its whole reduction for a conv2d): the work a simulation of it must do."""
+        n, c, h, w = self.input_shape
+        kh, kw = self.kernel_size
+        if self.is_transposed:
+            return n * c * (self.out_channels // self.groups) * h * w * kh * kw
+        oh, ow = self.output_hw
+        return n * self.out_channels * max(oh, 0) * max(ow, 0) * (c // self.groups) * kh * kw
 
     @property
     def tensor_bytes(self) -> dict[str, int]:
