@@ -354,6 +354,10 @@ class SimConfig(_Frozen):
 
     @model_validator(mode="after")
     def _unique_layer_names(self) -> SimConfig:
+        total = sum(layer.products for layer in self.layers)
+        if total > MAX_MACS:
+            raise ValueError(f"layers: the network computes {total:,} products, more than the {MAX_MACS:,} the "
+                             "simulator runs in one config (split it)")
         names = [layer.name for layer in self.layers]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
