@@ -136,3 +136,15 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
         os.killpg(proc.pid, 0)  # nothing of the process group is left
     assert main(["sweep", str(sweep), "--out", str(out), "--resume", "--workers", "2", "--verify"]) == 0
     assert len(read_jsonl(jsonl)) == 8
+
+
+def test_resumed_sweep_prints_overrides_in_grid_order(tmp_path, capsys):
+    """results.jsonl stores overrides with sorted keys; what is printed (and pareto.txt) keeps the grid's order."""
+    sweep = _sweep_file(tmp_path, "base: {base}\ngrid:\n  hardware.mac_array.rows: [4, 8]\n"
+                                  "  engine.transposed_conv: [swell, phase]\n  hardware.mac_array.cols: [4]\n")
+    out = tmp_path / "out"
+    assert main(["sweep", str(sweep), "--out", str(out), "--workers", "1"]) == 0
+    first = capsys.readouterr().out
+    assert main(["sweep", str(sweep), "--out", str(out), "--resume", "--workers", "1"]) == 0
+    again = capsys.readouterr().out
+    assert first == again and "rows=4, transposed_conv=" in first and ", cols=4" in first
