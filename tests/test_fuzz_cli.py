@@ -80,6 +80,13 @@ COMMANDS = [
 ]
 
 
+def _main(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as exc:  # argparse's usage errors, in process
+        return int(exc.code or 0)
+
+
 def _one_line(code: int, err: str) -> None:
     assert "Traceback" not in err, err
     assert code == 2, err
@@ -128,3 +135,57 @@ def test_inspect_refuses_a_hostile_index(index: str, hostile: dict[str, Path], t
     (tmp_path / "dumps").mkdir()
     os.symlink(hostile[index], tmp_path / "dumps" / "index.json")
     _one_line(main(["inspect", str(tmp_path)]), capsys.readouterr().err)
+
+
+@pytest.fixture(scope="module")
+def seed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("seedrun") / "r"
+    assert main(["run", SEED1, "--out", str(run), "--no-compare"]) == 0
+    return run
+
+
+NUMBERS = st.one_of(st.integers(-3, 3), st.integers(), st.sampled_from(["x", "", "1e3", "0x10", "-0", " 2"]))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(options=st.lists(st.sampled_from(["--tile", "--channel", "--plane", "--format", "--stage", "--buffer"]),
+                        max_size=4, unique=True), data=st.data())
+def test_inspect_options_never_crash(options: list[str], data: st.DataObject, seed_run: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["inspect", str(seed_run)]
+    for option in options:
+        if option == "--stage":
+            value = data.draw(st.sampled_from(["load", "swell", "mac_array", "writeback", "nope", ""]))
+        elif option == "--buffer":
+            value = data.draw(st.sampled_from(["ifmap", "ifmap_swelled", "psum", "ofmap", "weight", "x"]))
+        elif option == "--format":
+            value = data.draw(st.sampled_from(["grid", "hex", "stats", "png"]))
+        else:
+            value = str(data.draw(NUMBERS))
+        argv += [option, value]
+    code = _main(argv)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert code in (0, 2), err
+    if code == 2:
+        _one_line(code, err)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(option=st.sampled_from(["--dump-tiles", "--workers"]), value=NUMBERS)
+def test_numeric_options_are_bounded(option: str, value: object, tmp_path_factory: pytest.TempPathFactory,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path_factory.mktemp("num") / "o"
+    if option == "--workers":
+        sweep = out.parent / "s.yaml"
+        sweep.write_text(f"base: {SEED1}\ngrid: {{hardware.mac_array.rows: [4]}}\n")
+        argv = ["sweep", str(sweep), "--out", str(out), "--workers", str(value)]
+    else:
+        argv = ["run", SEED1, "--out", str(out), "--no-compare", "--dump-tiles", str(value)]
+    code = _main(argv)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert code in (0, 2), err
+    if code == 2:
+        _one_line(code, err)
+        assert not out.exists()
