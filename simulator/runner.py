@@ -18,8 +18,8 @@ from typing import Any
 from simulator import progress
 from simulator.compare import compare
 from simulator.config import LayerConfig, SimConfig, load_config
-from simulator.data import make_tensors
-from simulator.dump import DEFAULT_BUDGET_BYTES, MAX_DUMP_BYTES, compact
+from simulator.data import LayerTensors, make_tensors
+from simulator.dump import DEFAULT_BUDGET_BYTES, MAX_DUMP_BYTES, DumpWriter, compact
 from simulator.errors import ConvsimError
 from simulator.files import atomic_write_bytes as write_bytes
 from simulator.files import atomic_write_json, check_writable_dir, npy_bytes, staged_directory
@@ -58,10 +58,10 @@ def check_run_dir(run_dir: Path, golden_dir: Path, name: str, entries: list[str]
     if run_abs in (gold_abs, case_abs) or case_abs in run_abs.parents or in_case:
         raise ConvsimError(f"--out {run_dir}: is the golden directory {golden_dir} or a golden case in it (a run "
                            "never writes into golden cases; choose another --out)")
-    for name in entries:
-        if (run_dir / name).is_symlink():
-            raise ConvsimError(f"--out {run_dir}: {name} is a symbolic link; a run replaces {name}, remove the link "
-                               "or choose another --out")
+    for entry in entries:
+        if (run_dir / entry).is_symlink():
+            raise ConvsimError(f"--out {run_dir}: {entry} is a symbolic link; a run replaces {entry}, remove the "
+                               "link or choose another --out")
 
 
 def _no_golden_hint(config: Path, golden_dir: Path) -> str:
@@ -92,27 +92,7 @@ def run_config(config: Path, out: str | None, golden_dir: Path, dumps: bool = Tr
             if case is not None:
                 check_case_matches(case, gold_dir, layer, cfg.hardware.accumulator.on_overflow)
             tensors = case.tensors if case else make_tensors(cfg.data, layer, index if cfg.is_network else None)
-            writer = None
-            if dumps:
-                from simulator.dump import DumpWriter
-
-                writer = DumpWriter(layer_dir / "dumps", cfg.hardware, max_tiles=dump_tiles)
-            observer = progress.TileProgress(layer.name, writer) if progress.enabled() else writer
-            try:
-                result = simulate_layer(layer, cfg.hardware, cfg.engine.transposed_conv, tensors, observer)
-            finally:
-                if isinstance(observer, progress.TileProgress):
-                    observer.close()
-            if writer is not None:
-                writer.finish(result)
-            if not cfg.is_network:  # a network prints one row per layer at the end instead
-                print(result.report.table())
-            if writer is not None and writer.skipped_tiles:
-                print(f"{layer.name}: dumps truncated: {len(writer.dumped)} of {len(result.plan.tiles)} tiles dumped "
-                      f"(tiles {compact(writer.dumped)}; the {DEFAULT_BUDGET_BYTES >> 20} MiB per-layer budget; "
-                      "--dump-tiles N chooses)" if dump_tiles is None else
-                      f"{layer.name}: dumps: first {len(writer.dumped)} of {len(result.plan.tiles)} tiles "
-                      f"(--dump-tiles {dump_tiles}, at most {MAX_DUMP_BYTES >> 30} GiB per layer)")
+            result = _simulate(cfg, layer, tensors, layer_dir / "dumps" if dumps else None, dump_tiles)
             verdict = _verdict(config, cfg, layer, case, result, gold_dir, golden_dir, compare_golden)
             verdicts.append(Verdict(**{**verdict.to_dict(), "seconds": time.perf_counter() - started}))
             _write_run(layer_dir, result, trace, verdict)
@@ -120,6 +100,31 @@ def run_config(config: Path, out: str | None, golden_dir: Path, dumps: bool = Tr
         if cfg.is_network:
             _write_network(cfg, stage, reports, [v.outcome for v in verdicts])
     return verdicts
+
+
+def _simulate(cfg: SimConfig, layer: LayerConfig, tensors: LayerTensors, dumps: Path | None,
+              dump_tiles: int | None) -> SimResult:
+    """One layer through the pipeline, with its dumps (into ``dumps``) and a tile bar on a terminal; prints the
+    layer's table (a network prints one row per layer at the end instead) and any truncation of its dumps."""
+    writer = DumpWriter(dumps, cfg.hardware, max_tiles=dump_tiles) if dumps is not None else None
+    observer = progress.TileProgress(layer.name, writer) if progress.enabled() else writer
+    try:
+        result = simulate_layer(layer, cfg.hardware, cfg.engine.transposed_conv, tensors, observer)
+    finally:
+        if isinstance(observer, progress.TileProgress):
+            observer.close()
+    if writer is not None:
+        writer.finish(result)
+    if not cfg.is_network:
+        print(result.report.table())
+    if writer is not None and writer.skipped_tiles:
+        tiles = len(result.plan.tiles)
+        print(f"{layer.name}: dumps truncated: {len(writer.dumped)} of {tiles} tiles dumped (tiles "
+              f"{compact(writer.dumped)}; the {DEFAULT_BUDGET_BYTES >> 20} MiB per-layer budget; --dump-tiles N "
+              "chooses)" if dump_tiles is None else
+              f"{layer.name}: dumps: first {len(writer.dumped)} of {tiles} tiles (--dump-tiles {dump_tiles}, at "
+              f"most {MAX_DUMP_BYTES >> 30} GiB per layer)")
+    return result
 
 
 def _verdict(config: Path, cfg: SimConfig, layer: LayerConfig, case: GoldenCase | None, result: SimResult,

@@ -215,3 +215,15 @@ def test_closed_pipe_ends_quietly(tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141
     assert err == ""
+
+
+def test_progress_bars_on_a_terminal_only(tmp_path, cases, capsys, monkeypatch):
+    from simulator import progress
+
+    code, _, err = _run(_argv(tmp_path, cases["net"]), capsys)
+    assert code == 0 and err == ""  # not a terminal: no progress at all
+    monkeypatch.setattr(progress, "enabled", lambda: True)
+    code, out, err = _run(_argv(tmp_path, cases["net"], extra=("--no-compare",)), capsys)
+    assert code == 0 and "NOT COMPARED" in out
+    assert "tile" in err and "up1" in err and "up2" in err and "layer" in err  # tqdm bars: layers and tiles
+    assert "tile/s" not in out and "it/s" not in out  # progress never mixes into stdout
