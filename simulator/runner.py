@@ -47,10 +47,11 @@ def layer_dirs(cfg: SimConfig, base: Path) -> list[tuple[int, LayerConfig, Path]
     return [(i, layer, base / layer.name) for i, layer in enumerate(cfg.layers)]
 
 
-def check_run_dir(run_dir: Path, golden_dir: Path, name: str, entries: list[str]) -> None:
+def check_run_dir(run_dir: Path, golden_dir: Path, name: str, entries: dict[str, bool]) -> None:
     """Before simulating: ``run_dir`` must be creatable, must not be the golden directory or (inside) a golden
-    case, and the entries the run replaces must not be symbolic links (replacing a link would write somewhere the
-    user did not name)."""
+    case, and the entries the run replaces (name -> is a directory) must not be symbolic links (replacing a link
+    would write somewhere the user did not name) nor of the other kind (a file where a directory goes: the move
+    into place would fail after the work is done)."""
     check_writable_dir(run_dir, "output directory")
     run_abs, gold_abs = Path(os.path.abspath(run_dir)), Path(os.path.abspath(golden_dir))
     case_abs = gold_abs / name
@@ -58,10 +59,14 @@ def check_run_dir(run_dir: Path, golden_dir: Path, name: str, entries: list[str]
     if run_abs in (gold_abs, case_abs) or case_abs in run_abs.parents or in_case:
         raise ConvsimError(f"--out {run_dir}: is the golden directory {golden_dir} or a golden case in it (a run "
                            "never writes into golden cases; choose another --out)")
-    for entry in entries:
-        if (run_dir / entry).is_symlink():
+    for entry, is_dir in entries.items():
+        path = run_dir / entry
+        if path.is_symlink():
             raise ConvsimError(f"--out {run_dir}: {entry} is a symbolic link; a run replaces {entry}, remove the "
                                "link or choose another --out")
+        if path.exists() and path.is_dir() != is_dir:
+            raise ConvsimError(f"--out {run_dir}: {entry} is a {'file' if is_dir else 'directory'}, the run writes "
+                               f"a {'directory' if is_dir else 'file'} there; remove it or choose another --out")
 
 
 def _no_golden_hint(config: Path, golden_dir: Path) -> str:
@@ -76,8 +81,8 @@ def run_config(config: Path, out: str | None, golden_dir: Path, dumps: bool = Tr
     return one verdict per layer."""
     cfg = load_config(config)
     run_dir = Path(out) if out else runs_root / cfg.name
-    names = ([*(layer.name for layer in cfg.layers), "report.json"] if cfg.is_network
-             else ["ofmap.npy", "report.json", "trace.json", "dumps"])
+    names = ({**{layer.name: True for layer in cfg.layers}, "report.json": False} if cfg.is_network
+             else {"ofmap.npy": False, "report.json": False, "trace.json": False, "dumps": True})
     check_run_dir(run_dir, golden_dir, cfg.name, names)  # before simulating: never fail after the work is done
     verdicts: list[Verdict] = []
     reports: list[LayerReport] = []
@@ -191,6 +196,11 @@ def golden_configs(configs: list[Path], golden_dir: Path, check: bool = False) -
         seen[cfg.name] = config
     if not check:
         check_writable_dir(golden_dir, "golden directory")
+        for _, cfg in loaded:
+            case_dir = golden_dir / cfg.name
+            if case_dir.is_symlink() or (case_dir.exists() and not case_dir.is_dir()):
+                raise ConvsimError(f"golden case {case_dir}: is not a directory (a file or a link); remove it, a "
+                                   "golden case is written as a directory")
     differences = 0
     for i, (config, cfg) in enumerate(progress.bar(loaded, len(loaded), "golden", "config")):
         progress.announce(i, len(loaded), str(config))

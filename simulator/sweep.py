@@ -49,6 +49,7 @@ from simulator.inputs import read_bytes
 
 Executor = Literal["local", "ray"]
 MAX_POINTS = 10_000  # grid points of one sweep (counted before any is built)
+MAX_POINT_LAYERS = 100_000  # points x layers of the base config: each is validated and evaluated
 MAX_WORKERS = max(4, 4 * (os.cpu_count() or 1))  # more processes than this only cost memory (each ~60 MB)
 MAX_RESULTS_BYTES = 1 << 30
 
@@ -402,6 +403,11 @@ def load_spec(path: Path) -> tuple[SweepSpec, dict[str, Any], Path]:
     check_grid(spec.grid, path)
     base_path = path.parent / spec.base
     base_raw, base_dir = read_config_mapping(base_path, "base config")
+    layers = len(base_raw["layers"]) if isinstance(base_raw.get("layers"), list) else 1
+    points = math.prod(len(v) for v in spec.grid.values())
+    if points * layers > MAX_POINT_LAYERS:
+        raise ConfigError(f"{path}: {points:,} points x {layers:,} layers of {base_path} = {points * layers:,} layer "
+                          f"evaluations, more than the {MAX_POINT_LAYERS:,} a sweep runs")
     return spec, base_raw, base_dir
 
 

@@ -558,6 +558,27 @@ def _dumps_symlink(tmp: Path) -> tuple[list[str], list[str], list[Path]]:
     return ["run", SEED1, "--no-compare", "--out", str(out)], ["dumps", "symbolic link"], [out / "report.json"]
 
 
+def _entry_of_the_wrong_kind(tmp: Path) -> tuple[list[str], list[str], list[Path]]:
+    out = tmp / "out"
+    (out / "ofmap.npy").mkdir(parents=True)  # a directory where the run writes a file
+    return ["run", SEED1, "--no-compare", "--out", str(out)], ["ofmap.npy", "directory"], \
+        [out / "report.json", out / "dumps"]
+
+
+def _golden_case_is_a_file(tmp: Path) -> tuple[list[str], list[str], list[Path]]:
+    gold = tmp / "g"
+    gold.mkdir()
+    (gold / "bad").write_text("not a case")
+    return ["golden", str(write_cfg(tmp, BASE)), "--golden-dir", str(gold)], [str(gold / "bad"), "not a directory"], []
+
+
+def _network_sweep(tmp: Path) -> tuple[list[str], list[str], list[Path]]:
+    cfg = write_cfg(tmp, network(*({**LAYER, "name": f"l{i}"} for i in range(1000))), "net.yaml")
+    sweep = tmp / "s.yaml"
+    sweep.write_text(f"base: {cfg}\ngrid: {{hardware.clock_mhz: [{', '.join(str(v) for v in range(1, 201))}]}}\n")
+    return ["sweep", str(sweep), "--out", str(tmp / "o")], ["200 points x 1,000 layers"], [tmp / "o"]
+
+
 def _same_name(tmp: Path) -> tuple[list[str], list[str], list[Path]]:
     first, other = write_cfg(tmp, BASE, "a.yaml"), write_cfg(tmp, edit(BASE, "data.seed", 5), "b.yaml")
     gold = tmp / "g"  # both are named 'bad': the second case would overwrite the first
@@ -616,6 +637,9 @@ COMMAND_CASES: dict[str, Command] = {
     "run_out_into_golden_case": _golden_into_case,
     "run_dumps_symlink": _dumps_symlink,
     "golden_same_name_twice": _same_name,
+    "run_entry_of_the_wrong_kind": _entry_of_the_wrong_kind,
+    "golden_case_is_a_file": _golden_case_is_a_file,
+    "sweep_network_times_points": _network_sweep,
     # from-torch
     "from_torch_huge_input": lambda t: (["from-torch", _model_file(t, TINY_MODEL), "--input-shape",
                                          "100000,100000,100000,100000", "--out", str(t / "n.yaml")],
