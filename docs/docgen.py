@@ -14,12 +14,14 @@ written into the repository. Generation is deterministic: no timings, no absolut
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import itertools
 import json
 import os
 import shlex
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +38,7 @@ def workspace() -> Path:
     """The scratch directory commands run in (created once per cog run)."""
     if not _WORKSPACE:
         root = Path(tempfile.mkdtemp(prefix="convsim-docs-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)  # the scratch runs are never kept
         for name in ("configs", "golden"):
             (root / name).symlink_to(REPO / name)
         (root / "docs").mkdir()
