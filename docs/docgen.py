@@ -271,3 +271,20 @@ def file_excerpt(path: str, keep: int, data: int) -> None:
     shown += lines[at:at + 1 + data]
     shown.append(f"... ({len(lines) - at - 1 - data} more data lines)")
     _block(shown)
+
+
+# --------------------------------------------------------------------------------------------- docs/timing.md
+
+
+def schedule_table(config: str) -> None:
+    """Start - end cycle of every (tile, stage), read from the trace of a run of ``config``."""
+    out = "runs/docs-trace-" + config.replace("/", "_").removesuffix(".yaml")
+    run_quietly(f"convsim run {config} --out {out} --trace --no-dumps --no-compare")
+    events = json.loads((workspace() / out / "trace.json").read_text())["traceEvents"]
+    stages = [e["args"]["name"] for e in events if e["name"] == "thread_name"]
+    spans: dict[int, dict[str, str]] = {}
+    for e in events:
+        if e.get("ph") == "X":
+            args = e["args"]
+            spans.setdefault(args["tile"], {})[stages[e["tid"]]] = f"{args['start_cycle']:,} - {args['end_cycle']:,}"
+    _table(["tile", *stages], [[str(t), *(row.get(s, "-") for s in stages)] for t, row in sorted(spans.items())])
