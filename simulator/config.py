@@ -32,7 +32,7 @@ NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
 INT8_MAX = 127
 # Resource bounds, checked at load, before anything is allocated: the simulator holds every tensor and every SRAM
 # buffer in memory, so a config beyond these would exhaust the machine instead of failing cleanly.
-MAX_LAYER_BYTES = 256 << 20  # ifmap + weight + bias + int32 ofmap of one layer
+MAX_LAYER_BYTES = 128 << 20  # ifmap + weight + bias + int32 ofmap of one layer (a golden case holds ~6x this)
 MAX_SRAM_BYTES = 256 << 20  # one SRAM buffer's byte image
 MAX_EXTENT = 1 << 16  # rows or columns of an input or output map (the tile planner keeps a record per row)
 MAX_MACS = 1 << 34  # products of one layer (about a minute of simulation at ~4 ns per product)

@@ -29,6 +29,7 @@ from simulator.golden import (
     case_differences,
     case_files,
     check_case_matches,
+    check_reference_fits,
     load_case,
     write_case,
 )
@@ -194,6 +195,9 @@ def golden_configs(configs: list[Path], golden_dir: Path, check: bool = False) -
             raise ConvsimError(f"{config}: name {cfg.name!r} is also the name of {seen[cfg.name]}; both golden cases "
                                f"would be {golden_dir / cfg.name} (give one another name)")
         seen[cfg.name] = config
+    for _, cfg in loaded:  # before any torch work: every layer's reference must fit
+        for layer in cfg.layers:
+            check_reference_fits(layer)
     if not check:
         check_writable_dir(golden_dir, "golden directory")
         for _, cfg in loaded:

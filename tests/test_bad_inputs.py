@@ -639,6 +639,10 @@ COMMAND_CASES: dict[str, Command] = {
     "golden_same_name_twice": _same_name,
     "run_entry_of_the_wrong_kind": _entry_of_the_wrong_kind,
     "golden_case_is_a_file": _golden_case_is_a_file,
+    "golden_reference_too_large": lambda t: (["golden", str(write_cfg(t, BASE, "a.yaml")), str(write_cfg(t, {
+        **BASE, "name": "big", "layer": {"op": "conv2d", "input_shape": [1, 256, 256, 256], "in_channels": 256,
+                                         "out_channels": 1, "kernel_size": 3, "padding": 1}}, "b.yaml")),
+        "--golden-dir", str(t / "g")], ["'big'", "bytes", "im2col"], [t / "g"]),
     "sweep_network_times_points": _network_sweep,
     # from-torch
     "from_torch_huge_input": lambda t: (["from-torch", _model_file(t, TINY_MODEL), "--input-shape",
