@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--verify", action="store_true", help="also compute values and check golden per point")
     sweep.add_argument("--golden-dir", default="golden", metavar="DIR", help="where golden cases live (--verify)")
     sweep.add_argument("--workers", type=int, default=None, metavar="N",
-                       help="local worker processes, 1 to 4 per core (default: the number of cores)")
+                       help="local worker processes, 1 to the number of cores (default: the number of cores)")
     sweep.set_defaults(handler=_cmd_sweep)
 
     cmp = command("compare", "run both transposed-conv methods (swell, phase) and compare their costs",

@@ -50,7 +50,7 @@ from simulator.inputs import read_bytes
 Executor = Literal["local", "ray"]
 MAX_POINTS = 10_000  # grid points of one sweep (counted before any is built)
 MAX_POINT_LAYERS = 100_000  # points x layers of the base config: each is validated and evaluated
-MAX_WORKERS = max(4, 4 * (os.cpu_count() or 1))  # more processes than this only cost memory (each ~60 MB)
+MAX_WORKERS = max(2, os.cpu_count() or 1)  # the work is CPU-bound: more processes than cores only cost memory
 MAX_RESULTS_BYTES = 1 << 30
 
 
@@ -455,7 +455,7 @@ def run_sweep(sweep_file: Path, out: Path, executor: Executor = "local", address
               resume: bool = False, verify: bool = False, golden_dir: str | None = None,
               workers: int | None = None) -> int:
     if workers is not None and not 1 <= workers <= MAX_WORKERS:
-        raise ConvsimError(f"--workers {workers}: expected 1 to {MAX_WORKERS} worker processes (4 per core here)")
+        raise ConvsimError(f"--workers {workers}: expected 1 to {MAX_WORKERS} worker processes (the cores here)")
     spec, base_raw, base_dir = load_spec(sweep_file)
     points = expand(spec, base_raw, base_dir)
     grid_keys = list(spec.grid)
