@@ -28,6 +28,7 @@ import os
 import signal
 import sys
 import threading
+import typing
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -449,6 +450,8 @@ def _grid_key_problem(key: str) -> str | None:
             hint = f" (did you mean {'.'.join([*parts[:depth], close[0]])!r}?)" if close else ""
             return f"{part!r} is not a key of {where}{hint}"
         annotation = fields[part]
+        if typing.get_origin(annotation) is dict:  # a mapping field (e.g. hardware.energy.buffers): keys below it
+            return None  # are checked when each point is validated
         is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
         if depth < len(parts) - 1 and not is_model:
             return f"{'.'.join(parts[:depth + 1])} is a value, it has no key {parts[depth + 1]!r}"

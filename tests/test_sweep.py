@@ -194,3 +194,13 @@ def test_sweep_fronts_in_docs_are_current(tmp_path, name, points):
     front = (tmp_path / "o" / "pareto.txt").read_text()
     assert front in (REPO / "docs" / "sweeps.md").read_text()
     assert len(front.splitlines()) == 1 + points
+
+
+def test_grid_keys_below_a_mapping_field_are_accepted(tmp_path, capsys):
+    """hardware.energy.buffers is a mapping (buffer name -> table): a key below it cannot be checked against the
+    model's fields up front, so it is accepted there and validated per point."""
+    body = "base: {base}\ngrid:\n  hardware.energy.buffers.ifmap.read_pj_per_byte: [1, 2]\n"
+    assert main(["sweep", str(_sweep_file(tmp_path, body)), "--out", str(tmp_path / "o"), "--workers", "1"]) == 0
+    body = "base: {base}\ngrid:\n  hardware.energy.buffers.accum.read_pj_per_byte: [1]\n"
+    assert main(["sweep", str(_sweep_file(tmp_path, body)), "--out", str(tmp_path / "p"), "--workers", "1"]) == 2
+    assert "accum" in capsys.readouterr().err
