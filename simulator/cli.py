@@ -13,9 +13,12 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from simulator.errors import ConvsimError
+
+if TYPE_CHECKING:
+    from simulator.verdicts import Verdict
 
 EXIT_OK, EXIT_MISMATCH, EXIT_ERROR, EXIT_NO_GOLDEN = 0, 1, 2, 3
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a process its pipe closed
@@ -37,7 +40,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     batch = len(configs) > 1
     out, runs_root = (None, Path(args.out)) if batch and args.out else (args.out, Path("runs"))
 
-    def one(config: Path) -> list:
+    def one(config: Path) -> list[Verdict]:
         return run_config(config, out=out, golden_dir=Path(args.golden_dir), dumps=not args.no_dumps,
                           trace=args.trace, dump_tiles=args.dump_tiles, compare_golden=not args.no_compare,
                           runs_root=runs_root)
