@@ -11,6 +11,8 @@ Named ``inspector`` rather than ``inspect`` so the module can never shadow the s
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,7 @@ EXIT_OK, EXIT_DIFFERENT = 0, 1
 AXES = {"NCHW": ("n", "c"), "NHWC": ("n", "c"), "NC1HWC0": ("n", "c"), "OIHW": ("o", "i"), "IOHW": ("i", "o"),
         "POIHW": ("p", "o", "i"), "C": ()}
 MAX_STATS_LINES = 64
+MAX_PRINT_LINES = 100_000  # lines of a grid or hex view
 MAX_OFMAP_BYTES = 1 << 30
 
 
@@ -153,22 +156,36 @@ def selected_planes(dump: BufferDump, channel: int | None = None, plane: int | N
     return labels[plane:plane + 1], planes[plane:plane + 1]
 
 
+def _capped(lines: Iterator[str], total: int, what: str) -> str:
+    """At most MAX_PRINT_LINES of the ``total`` lines ``lines`` yields (formatted lazily), then one line saying how
+    many were left out and how to see them (a real buffer's grid or hex view can run to millions of lines)."""
+    shown = list(itertools.islice(lines, MAX_PRINT_LINES))
+    rest = total - len(shown)
+    if rest > 0:
+        shown.append(f"... {rest:,} more lines of {what} not shown (at most {MAX_PRINT_LINES:,}); --channel C, "
+                     "--plane P or --tile T select less, --format stats summarises")
+    return "\n".join(shown)
+
+
 def grid(dump: BufferDump, channel: int | None = None, plane: int | None = None) -> str:
     """2-D grids of the buffer's planes, column and row indices, zeros as ``.`` (only channel ``channel`` and/or
     the ``plane``-th plane, if given)."""
     labels, planes = selected_planes(dump, channel, plane)
-    array = planes
-    width = max(2, *(len(str(int(v))) for v in (array.min(), array.max()))) if array.size else 2
-    lines = [describe(dump) + "  ('.' = 0)"]
-    for label, plane in zip(labels, planes, strict=True):
-        h, w = plane.shape
-        lines.append(f"[{label}] {h} x {w}" if label else f"{h} x {w}")
-        rw = len(str(h - 1))
-        lines.append(" " * (rw + 2) + " ".join(f"{j:>{width}}" for j in range(w)))
-        for i, row in enumerate(plane):
-            cells = " ".join(f"{int(v):>{width}}" if v else f"{'.':>{width}}" for v in row)
-            lines.append(f"{i:>{rw}}: {cells}")
-    return "\n".join(lines)
+    width = max(2, *(len(str(int(v))) for v in (planes.min(), planes.max()))) if planes.size else 2
+
+    def lines() -> Iterator[str]:
+        yield describe(dump) + "  ('.' = 0)"
+        for label, one in zip(labels, planes, strict=True):
+            h, w = one.shape
+            yield f"[{label}] {h} x {w}" if label else f"{h} x {w}"
+            rw = len(str(h - 1))
+            yield " " * (rw + 2) + " ".join(f"{j:>{width}}" for j in range(w))
+            for i, row in enumerate(one):
+                cells = " ".join(f"{int(v):>{width}}" if v else f"{'.':>{width}}" for v in row)
+                yield f"{i:>{rw}}: {cells}"
+
+    total = 1 + sum(2 + one.shape[0] for one in planes)
+    return _capped(lines(), total, "the grid")
 
 
 def hex_view(dump: BufferDump) -> str:
@@ -177,12 +194,16 @@ def hex_view(dump: BufferDump) -> str:
     bm = dump.entry["bank_mapping"]
     word, banks = int(bm["bank_width_bytes"]), int(bm["num_banks"])
     base = int(dump.entry["base_addr"])
-    lines = [describe(dump), "address     bank  row    bytes (ascending address; int32 is little-endian)"]
-    for off in range(0, raw.size, word):
-        addr = base + off
-        chunk = " ".join(f"{b:02x}" for b in raw[off:off + word])
-        lines.append(f"0x{addr:08x}  {(addr // word) % banks:>4}  {addr // (word * banks):>5}  {chunk}")
-    return "\n".join(lines)
+
+    def lines() -> Iterator[str]:
+        yield describe(dump)
+        yield "address     bank  row    bytes (ascending address; int32 is little-endian)"
+        for off in range(0, raw.size, word):
+            addr = base + off
+            chunk = " ".join(f"{b:02x}" for b in raw[off:off + word])
+            yield f"0x{addr:08x}  {(addr // word) % banks:>4}  {addr // (word * banks):>5}  {chunk}"
+
+    return _capped(lines(), 2 + -(-raw.size // word), "the hex view")
 
 
 def _stat_line(label: str, a: np.ndarray) -> str:

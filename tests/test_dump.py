@@ -348,3 +348,19 @@ def test_stage_alone_channel_and_plane_select_what_is_shown(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "[i=1, o=2]" in out and "[i=0, o=2]" not in out
     np.testing.assert_array_equal(grid_of(out), weight[1, 2])
+
+
+def test_grid_and_hex_are_capped(tmp_path, capsys, monkeypatch):
+    from simulator import inspector
+
+    run = run_seed1(tmp_path)
+    monkeypatch.setattr(inspector, "MAX_PRINT_LINES", 10)
+    capsys.readouterr()
+    assert main(["inspect", str(run), "--stage", "swell", "--buffer", "ifmap_swelled"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # 1 description + 1 label + 1 column header + 17 rows = 20 lines: 10 shown, then the note
+    assert len(lines) == 11 and lines[-1].startswith("... 10 more lines of the grid not shown")
+    assert main(["inspect", str(run), "--stage", "swell", "--buffer", "ifmap_swelled", "--format", "hex"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # 289 bytes in 16-byte words: 19 data lines + 2 header lines = 21
+    assert len(lines) == 11 and lines[-1].startswith("... 11 more lines of the hex view not shown")
