@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,7 +77,7 @@ def draw_text(canvas: np.ndarray, top: int, left: int, text: str) -> None:
         canvas[top:top + 5, x:x + 3][glyph] = 0
 
 
-def heatmap(array: np.ndarray, labels: list[str]) -> Heatmap:
+def heatmap(array: np.ndarray, labels: Sequence[str]) -> Heatmap:
     """The heatmap of every plane of ``array`` (its trailing two axes), labelled ``labels``, within MAX_SIDE_PX."""
     planes = array.reshape(-1, *array.shape[-2:]) if array.ndim >= 2 else array.reshape(1, 1, -1)
     total, h, w = planes.shape
@@ -88,7 +89,8 @@ def heatmap(array: np.ndarray, labels: list[str]) -> Heatmap:
     cols = math.ceil(math.sqrt(total))
     while scale > 1 and cols * (w * scale + 1) + 1 > MAX_SIDE_PX:
         scale -= 1
-    cw = max(w * scale, 4 * max((len(s) for s in labels), default=0)) + 1
+    widest = max(len(labels[0]), len(labels[-1])) if len(labels) else 0  # labels widen with the index
+    cw = max(w * scale, 4 * widest) + 1
     ch = LABEL_H + h * scale + 1
     cols = max(1, min(cols, (MAX_SIDE_PX - 1) // cw))
     rows = max(1, min(math.ceil(total / cols), (MAX_SIDE_PX - 1 - BAR_H - LABEL_H) // ch))

@@ -12,8 +12,9 @@ Named ``inspector`` rather than ``inspect`` so the module can never shadow the s
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 
@@ -128,24 +129,52 @@ def listing(dumps: Dumps, only_stage: str | None = None) -> str:
     return "\n".join(lines)
 
 
+class PlaneLabels(Sequence[str]):
+    """The label of every 2-D plane (``n=0, c=3``), computed when asked for: a buffer can have millions of planes."""
+
+    def __init__(self, names: tuple[str, ...], lead: tuple[int, ...], offset: list[int], sep: str) -> None:
+        self.names, self.lead, self.offset, self.sep = names, lead, offset, sep
+        self.count = int(np.prod(lead, dtype=np.int64)) if lead else 1
+
+    def __len__(self) -> int:
+        return self.count
+
+    def _label(self, i: int) -> str:
+        if not self.lead:
+            return ""
+        idx = np.unravel_index(i, self.lead)
+        return self.sep.join(f"{n}={int(j) + o}" for n, j, o in zip(self.names, idx, self.offset, strict=False))
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [self._label(j) for j in range(*i.indices(self.count))]
+        if not -self.count <= i < self.count:
+            raise IndexError(i)
+        return self._label(i % self.count)
+
+
 def _planes(array: np.ndarray, layout: str, channel: int | None = None,
-            sep: str = ", ") -> tuple[list[str], np.ndarray]:
+            sep: str = ", ") -> tuple[Sequence[str], np.ndarray]:
     """(labels, planes): every trailing 2-D slice of ``array`` with its leading index named by axis letters
     (``array`` holding only channel ``channel`` of the second axis, when given: the label keeps its number)."""
     if array.ndim < 2:
         return [""], array.reshape(1, 1, -1)
     names = AXES.get(layout, ()) or tuple(f"d{i}" for i in range(array.ndim - 2))
-    lead = array.shape[:-2]
+    lead = tuple(array.shape[:-2])
     offset = [0] * len(lead)
     if channel is not None and len(offset) > 1:
         offset[1] = channel
-    labels = [sep.join(f"{n}={i + o}" for n, i, o in zip(names, idx, offset, strict=False))
-              for idx in np.ndindex(*lead)]
-    return labels, array.reshape(-1, *array.shape[-2:])
+    return PlaneLabels(names, lead, offset, sep), array.reshape(-1, *array.shape[-2:])
 
 
 def selected_planes(dump: BufferDump, channel: int | None = None, plane: int | None = None,
-                    sep: str = ", ") -> tuple[list[str], np.ndarray]:
+                    sep: str = ", ") -> tuple[Sequence[str], np.ndarray]:
     """(labels, planes) of the buffer, only channel ``channel``'s and/or only the ``plane``-th of those."""
     labels, planes = _planes(select_channel(dump, channel), dump.entry["layout"], channel, sep)
     if plane is None:
@@ -216,7 +245,7 @@ def stats(dump: BufferDump, channel: int | None = None, plane: int | None = None
     labels, planes = selected_planes(dump, channel, plane)
     lines = [describe(dump), _stat_line("all" if channel is None and plane is None else "selected", planes)]
     if len(planes) > 1:
-        for label, plane in list(zip(labels, planes, strict=True))[:MAX_STATS_LINES]:
+        for label, plane in itertools.islice(zip(labels, planes, strict=True), MAX_STATS_LINES):
             lines.append(_stat_line(label, plane))
         if len(planes) > MAX_STATS_LINES:
             lines.append(f"... and {len(planes) - MAX_STATS_LINES} more planes")
