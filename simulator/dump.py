@@ -84,8 +84,57 @@ def hex_words(raw: np.ndarray, word_bytes: int) -> bytes:
     return out.tobytes()
 
 
-def parse_hex(text: str, size_bytes: int, what: str) -> tuple[int | None, np.ndarray]:
+_NIBBLE = np.full(256, 255, dtype=np.uint8)
+_NIBBLE[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint8)
+_NIBBLE[np.frombuffer(b"ABCDEF", dtype=np.uint8)] = np.arange(10, 16, dtype=np.uint8)
+HEX_ROWS_PER_STEP = 1 << 20
+SLOW_PARSE_BYTES = 16 << 20
+
+
+def _parse_hex_fast(data: bytes, size_bytes: int) -> tuple[int | None, np.ndarray] | None:
+    """The layout the writer emits (``//`` header lines, one ``@`` line, fixed-width data lines), parsed with numpy
+    in steps; None when the file is laid out otherwise (then the line-by-line parser decides)."""
+    at = 0 if data.startswith(b"@") else data.find(b"\n@") + 1
+    if at <= 0 and not data.startswith(b"@"):
+        return None
+    if any(line and not line.startswith(b"//") for line in data[:at].split(b"\n")):
+        return None
+    end = data.find(b"\n", at)
+    if end < 0:
+        return None
+    try:
+        addr = int(data[at + 1:end], 16)
+    except ValueError:
+        return None
+    body = np.frombuffer(data, dtype=np.uint8, offset=end + 1)
+    newline = np.flatnonzero(body[:4096] == ord("\n"))
+    if body.size == 0 or newline.size == 0 or newline[0] == 0 or newline[0] % 2 or body.size % (newline[0] + 1):
+        return None
+    width = int(newline[0])
+    rows = body.reshape(-1, width + 1)
+    out = np.empty((rows.shape[0], width // 2), dtype=np.uint8)
+    for r0 in range(0, rows.shape[0], HEX_ROWS_PER_STEP):
+        part = rows[r0:r0 + HEX_ROWS_PER_STEP]
+        nibbles = _NIBBLE[part[:, :width]]
+        if (part[:, width] != ord("\n")).any() or (nibbles == 255).any():
+            return None
+        # each line is one word, most significant byte first: reverse to address order
+        out[r0:r0 + part.shape[0]] = ((nibbles[:, 0::2] << 4) | nibbles[:, 1::2])[:, ::-1]
+    return addr, out.reshape(-1)[:size_bytes].copy() if out.size >= size_bytes else out.reshape(-1)
+
+
+def parse_hex(text: str | bytes, size_bytes: int, what: str) -> tuple[int | None, np.ndarray]:
     """A dump hex file -> (``@`` word address or None, the first ``size_bytes`` bytes in address order)."""
+    data = text.encode("ascii", errors="replace") if isinstance(text, str) else text
+    fast = _parse_hex_fast(data, size_bytes)
+    if fast is not None:
+        addr, raw = fast
+        if raw.size < size_bytes:
+            raise IntegrityError(f"{what}: {raw.size} bytes of data, index says {size_bytes}")
+        return addr, raw
+    if len(data) > SLOW_PARSE_BYTES:
+        raise IntegrityError(f"{what}: not laid out as convsim writes dumps (one @ line, fixed-width lines)")
+    text = data.decode("ascii", errors="replace")
     addr = None
     data: list[str] = []
     width = None
@@ -288,8 +337,7 @@ class BufferDump:
     def physical(self) -> np.ndarray:
         """The region's bytes in address order, parsed from the hex file (checksum verified)."""
         path = self.directory / self.entry["hex"]
-        text = self._read("hex").decode("ascii", errors="replace")
-        addr, raw = parse_hex(text, int(self.entry["size_bytes"]), f"dump {path}")
+        addr, raw = parse_hex(self._read("hex"), int(self.entry["size_bytes"]), f"dump {path}")
         word = int(self.entry["bank_mapping"]["bank_width_bytes"])
         if addr is not None and addr * word != int(self.entry["base_addr"]):
             raise IntegrityError(f"dump {path}: @{addr:x} is byte 0x{addr * word:x}, index says base_addr "

@@ -364,3 +364,23 @@ def test_grid_and_hex_are_capped(tmp_path, capsys, monkeypatch):
     lines = capsys.readouterr().out.splitlines()
     # 289 bytes in 16-byte words: 19 data lines + 2 header lines = 21
     assert len(lines) == 11 and lines[-1].startswith("... 11 more lines of the hex view not shown")
+
+
+def test_hex_parser_fast_path_agrees_with_the_line_parser():
+    """The numpy parser of the writer's layout and the line-by-line parser (comments, blank lines, upper-case)
+    read the same bytes; a malformed line is an integrity error either way."""
+    from simulator.dump import hex_header, hex_words, parse_hex
+    from simulator.sram import Region
+
+    rng = np.random.default_rng(3)
+    raw = rng.integers(0, 256, size=1000, dtype=np.uint8)
+    region = Region("x", "ifmap", 0x100, (1000,), "int8", "C", 16)
+    text = hex_header(region, 16, 16, "t").encode() + hex_words(raw, 16)
+    addr, fast = parse_hex(text, 1000, "t")
+    assert addr == 0x10 and np.array_equal(fast, raw)
+    lines = text.decode().splitlines()
+    odd = "\n".join([*lines[:9], "", lines[9].upper() + "  // a comment", *lines[10:]]) + "\n"
+    addr, slow = parse_hex(odd, 1000, "t")
+    assert addr == 0x10 and np.array_equal(slow, raw)
+    with pytest.raises(IntegrityError, match="digits"):
+        parse_hex(text[:-3] + b"\n", 1000, "t")
