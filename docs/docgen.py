@@ -4,7 +4,7 @@ Each quoted output in the docs sits in a ``[[[cog ... ]]]`` block that calls one
 the text up to ``[[[end]]]`` with what the command prints now. Regenerate everything after a change that moves
 a number (the one command, also in docs/contributing.md)::
 
-    .venv/bin/cog -r -I docs README.md docs/*.md configs/dcgan_generator.yaml
+    .venv/bin/cog -r -D regen=1 -I docs README.md docs/*.md configs/dcgan_generator.yaml
 
 ``tests/test_docs.py`` runs the same with ``--check`` and fails when any quoted output differs from what the code
 prints. Commands run in process (``simulator.cli.main``), in a scratch directory where ``configs/``, ``golden/``
@@ -318,3 +318,10 @@ def schedule_table(config: str) -> None:
             args = e["args"]
             spans.setdefault(args["tile"], {})[stages[e["tid"]]] = f"{args['start_cycle']:,} - {args['end_cycle']:,}"
     _table(["tile", *stages], [[str(t), *(row.get(s, "-") for s in stages)] for t, row in sorted(spans.items())])
+
+
+def figure(produced: str, target: str, regenerate: object = None) -> None:
+    """Copy a figure a command wrote (``produced``, in the workspace) to ``target`` in the repository, when the
+    docs are regenerated (``cog -D regen=1``); a ``--check`` run leaves the repository untouched."""
+    if regenerate:
+        shutil.copyfile(workspace() / produced, REPO / target)

@@ -16,7 +16,7 @@ from tests.conftest import REPO
 
 FILES = ["README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md")),
          "configs/dcgan_generator.yaml"]
-REGENERATE = ".venv/bin/cog -r -I docs README.md docs/*.md configs/dcgan_generator.yaml"
+REGENERATE = ".venv/bin/cog -r -D regen=1 -I docs README.md docs/*.md configs/dcgan_generator.yaml"
 
 
 def test_quoted_outputs_are_current(monkeypatch) -> None:
