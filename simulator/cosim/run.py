@@ -142,7 +142,8 @@ def cosim(config: Path, stage: str = "all", tiles: int | None = None, wave: Path
     index, chosen = _select_layer(cfg, layer)
     harness.check_tools()
     harness.sources(Path(rtl) if rtl is not None else None)  # missing RTL fails here, before anything is written
-    out = Path(out) if out is not None else Path("runs") / cfg.name / "cosim"
+    # absolute: the simulator runs in the build directory and reads the dump files by these paths
+    out = (Path(out) if out is not None else Path("runs") / cfg.name / "cosim").resolve()
     check_writable_dir(out, "output directory")
     if wave is not None:
         check_writable_dir(Path(wave).resolve().parent, "--wave directory")

@@ -40,6 +40,8 @@ async def _strobe(dut: Any, name: str) -> None:
 
 
 async def _load(dut: Any, mem: dict[str, Any]) -> None:
+    if not Path(mem["path"]).is_file():  # $readmemh would only warn and leave the memory as it was
+        raise FileNotFoundError(f"dump file {mem['path']} not found")
     dut.mem_sel.value = MEM_SEL[mem["buffer"]]
     _set_file(dut, mem["path"])
     await _strobe(dut, "load_stb")
