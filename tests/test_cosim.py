@@ -268,10 +268,13 @@ def test_one_bit_fault_in_an_rtl_input_fails_and_names_the_address(stage: str, b
 
 @pytest.mark.rtl
 @pytest.mark.skipif(not HAVE_ICARUS, reason="Icarus Verilog not installed")
-def test_wave_writes_a_vcd_and_tiles_limits_the_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_wave_writes_a_vcd_and_tiles_limits_the_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Relative paths too (the RTL simulator runs in its build directory, not in the caller's)."""
+    monkeypatch.chdir(tmp_path)
     wave = tmp_path / "w.vcd"
     code = main(["cosim", str(REPO / "configs" / "grouped_dilated_asym.yaml"), "--stage", "swell", "--tiles", "1",
-                 "--wave", str(wave), "--out", str(tmp_path / "o")])
+                 "--wave", "w.vcd", "--out", "o"])
     captured = capsys.readouterr()
     assert code == 0
     assert "cosim swell: PASS (1 tiles," in captured.out
