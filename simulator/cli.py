@@ -214,13 +214,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "output with the next stage's dump and its busy cycles with the stage's cost function, tile by "
                     "tile (docs/rtl.md). Needs Icarus Verilog (apt-get install -y iverilog).")
     cosim.add_argument("config", metavar="CONFIG", help="config YAML file")
-    cosim.add_argument("--stage", choices=("swell", "mac_array", "all"), default="all")
-    cosim.add_argument("--tiles", type=int, default=None, metavar="N", help="check the first N tiles only")
-    cosim.add_argument("--wave", default=None, metavar="FILE.vcd", help="write a VCD of the RTL run")
-    cosim.add_argument("--out", default=None, metavar="DIR", help="work directory (default runs/<name>/cosim/)")
-    cosim.add_argument("--method", choices=("swell", "phase"), default=None, help="override engine.transposed_conv")
+    cosim.add_argument("--stage", choices=("swell", "mac_array", "all"), default="all",
+                       help="the RTL unit to check (all: both; a stage the method lacks is SKIPPED)")
+    cosim.add_argument("--tiles", type=int, default=None, metavar="N",
+                       help="check the first N tiles only (default: every tile the dumps hold)")
+    cosim.add_argument("--wave", default=None, metavar="FILE.vcd", help="write a VCD of the RTL run (GTKWave)")
+    cosim.add_argument("--out", default=None, metavar="DIR",
+                       help="work directory: dumps, RTL outputs, simulator log (default: runs/<name>/cosim/)")
+    cosim.add_argument("--method", choices=("swell", "phase"), default=None,
+                       help="override engine.transposed_conv (default: the config's)")
     cosim.add_argument("--layer", default=None, help="the layer of a network config")
-    cosim.add_argument("--rtl-dir", default=None, metavar="DIR", help="your RTL instead of the shipped rtl/")
+    cosim.add_argument("--rtl-dir", default=None, metavar="DIR",
+                       help="your Verilog: its modules replace the shipped ones of rtl/ by name (docs/rtl.md)")
     cosim.set_defaults(handler=_cmd_cosim)
     return parser
 
