@@ -133,6 +133,16 @@ def test_bad_tiles_and_network_without_layer_are_exit_2(tmp_path: Path, capsys: 
     assert "--tiles: 0" in capsys.readouterr().err
     assert main(["cosim", str(REPO / "configs" / "dcgan_generator.yaml"), "--out", str(tmp_path / "o")]) == 2
     assert "--layer" in capsys.readouterr().err
+    # a unit the layer or hardware does not have: refused before anything runs or is written
+    assert main(["cosim", str(REPO / "configs" / "seed_case1.yaml"), "--stage", "swell", "--method", "phase",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "method phase has no swell stage" in capsys.readouterr().err
+    ws = write_config(tmp_path / "ws.yaml", {"op": "conv_transpose2d", "input_shape": [1, 1, 2, 2], "in_channels": 1,
+                                             "out_channels": 1, "kernel_size": 2},
+                      {"mac_array": {"rows": 4, "cols": 4, "dataflow": "ws"}})
+    assert main(["cosim", str(ws), "--out", str(tmp_path / "o")]) == 2
+    assert "output-stationary (os) only" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 # ---------------------------------------------------------------------------------------------- RTL tier (Icarus)

@@ -24,6 +24,7 @@ from simulator.errors import ConvsimError
 from simulator.files import atomic_write_text, check_writable_dir
 from simulator.pipeline import simulate_layer
 from simulator.stages.common import LayerContext
+from simulator.tiling import method_for
 
 EXIT_OK, EXIT_MISMATCH = 0, 1
 TB_INPUTS = (
@@ -140,6 +141,13 @@ def cosim(config: Path, stage: str = "all", tiles: int | None = None, wave: Path
     if method is not None:
         cfg = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"transposed_conv": method})})
     index, chosen = _select_layer(cfg, layer)
+    mapping = method_for(chosen, cfg.engine.transposed_conv)
+    hw = cfg.hardware
+    if stage in ("all", "mac_array") and hw.mac_array.dataflow != "os":
+        raise ConvsimError(f"hardware.mac_array.dataflow={hw.mac_array.dataflow!r}: the shipped mac_array RTL is "
+                           f"output-stationary (os) only")
+    if stage == "swell" and mapping != "swell":
+        raise ConvsimError(f"--stage swell: method {mapping} has no swell stage to check")
     harness.check_tools()
     harness.sources(Path(rtl) if rtl is not None else None)  # missing RTL fails here, before anything is written
     # absolute: the simulator runs in the build directory and reads the dump files by these paths
@@ -147,7 +155,6 @@ def cosim(config: Path, stage: str = "all", tiles: int | None = None, wave: Path
     check_writable_dir(out, "output directory")
     if wave is not None:
         check_writable_dir(Path(wave).resolve().parent, "--wave directory")
-    hw = cfg.hardware
 
     tensors = make_tensors(cfg.data, chosen, index if cfg.is_network else None)
     writer = DumpWriter(out / "dumps", hw, max_tiles=tiles)
@@ -173,12 +180,6 @@ def cosim(config: Path, stage: str = "all", tiles: int | None = None, wave: Path
         else:
             per_stage[name] = [mac_task(ctx, result.plan.tiles[t], dumps, hw.mac_array.rows, hw.mac_array.cols)
                                for t in checked]
-    if hw.mac_array.dataflow != "os" and "mac_array" in per_stage:
-        raise ConvsimError(f"hardware.mac_array.dataflow={hw.mac_array.dataflow!r}: the shipped mac_array RTL is "
-                           f"output-stationary (os) only")
-    skipped = [name for name, tasks in per_stage.items() if not tasks]
-    if stage != "all" and skipped:
-        raise ConvsimError(f"--stage {stage}: method {result.plan.method} has no {stage} stage to check")
     word_bytes = {b: getattr(hw.sram, b).bank_width_bytes for b in ("ifmap", "weight", "psum")}
     if fault is not None:
         per_stage[fault.stage] = _apply_fault(per_stage.get(fault.stage, []), fault, out, word_bytes)
