@@ -123,10 +123,15 @@ def _dram_ofmap(layer: LayerConfig, hw: HardwareConfig) -> np.ndarray:
     return np.zeros((n, c, oh, ow), dtype=np.int32)
 
 
+def plan_for(layer: LayerConfig, hw: HardwareConfig, method_choice: str) -> TilePlan:
+    """The tile plan of ``layer`` under ``engine.transposed_conv = method_choice`` (conv2d: direct)."""
+    return plan_tiles(layer, hw, method_for(layer, method_choice))  # type: ignore[arg-type]
+
+
 def simulate_layer(layer: LayerConfig, hw: HardwareConfig, method_choice: str, tensors: LayerTensors | None,
                    observer: Observer | None = None) -> SimResult:
     """Run one layer through the engine. ``tensors=None`` runs the cycle model only (no values)."""
-    plan = plan_tiles(layer, hw, method_for(layer, method_choice))  # type: ignore[arg-type]
+    plan = plan_for(layer, hw, method_choice)
     ctx = LayerContext(layer, hw, plan)
     costs: list[list[StageCost]] = []
     dram = sram = None
