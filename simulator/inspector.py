@@ -69,7 +69,10 @@ def listing(dumps: Dumps) -> str:
             continue
         lines.append(f"{s['name']}:")
         for t in s["tiles"]:
-            where = f"tile {t['tile']} (n {t['n']}, oh {t['oh']}, oc {t['oc']})"
+            where = f"tile {t['tile']} (n {t['n']}, oh {t['oh']}, oc {t['oc']}"
+            if "ow" in t:  # column range and input-channel slice (dumps since issue 15)
+                where += f", ow {t['ow']}, ic {t['ic']} slice {t['ic_slice'][0] + 1}/{t['ic_slice'][1]}"
+            where += ")"
             if t["skipped"]:
                 lines.append(f"  {where}: skipped")
                 continue

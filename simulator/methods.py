@@ -20,12 +20,13 @@ from simulator.compare import compare
 from simulator.config import HardwareConfig, LayerConfig, SimConfig, load_config
 from simulator.data import LayerTensors, make_tensors
 from simulator.golden import load_case
+from simulator.mapping.base import IFMAP, IFMAP_SWELLED
 from simulator.pipeline import STAGE_NAMES, SimResult, simulate_layer
 from simulator.runner import layer_dirs
 
 EXIT_OK, EXIT_MISMATCH = 0, 1
 METHODS: tuple[Literal["swell", "phase"], ...] = ("swell", "phase")
-STAGED_IFMAP = ("ifmap", "ifmap_swelled")  # the regions the MAC array's input occupies in the ifmap buffer
+STAGED_IFMAP = (IFMAP, IFMAP_SWELLED)  # the regions the MAC array's input occupies in the ifmap buffer
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ class LayerComparison:
                  ("SRAM read B", a.sram_read_bytes, b.sram_read_bytes, "d"),
                  ("SRAM write B", a.sram_write_bytes, b.sram_write_bytes, "d")]
         title = f"layer {self.layer} ({self.op})"
-        if a.method == b.method:
+        if len({a.method, b.method}) == 1:  # conv2d: both switches run the direct mapping
             title += f": both switches run the {a.method} method"
         lines = [title, f"{'':<32}{'swell':>16}{'phase':>16}{'phase/swell':>14}"]
         lines += [f"{name:<32}{_cell(x, fmt):>16}{_cell(y, fmt):>16}{_ratio(x, y):>14}" for name, x, y, fmt in rows]

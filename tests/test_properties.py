@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from simulator import simulate
 from simulator.config import SimConfig
 from simulator.errors import ConvsimError
-from simulator.tiling import method_for, plan_tiles
+from simulator.mapping import mapping_for
+from simulator.tiling import plan_tiles
 from tests.conftest import make_config, torch_reference
 
 METHODS = ("swell", "phase")
@@ -106,7 +107,7 @@ def tight_sram(layer: dict[str, Any], hw: dict[str, Any], method: str, shrink: t
     big = {b: {"size_bytes": 1 << 24, "num_banks": num_banks, "bank_width_bytes": width}
            for b in ("ifmap", "weight", "psum")}
     cfg = make_config(layer, hardware={**hw, "sram": big})
-    method_ = method_for(cfg.layer, method)  # type: ignore[arg-type]
+    method_ = mapping_for(cfg.layer, cfg.hardware, method)
     whole = plan_tiles(cfg.layer, cfg.hardware, method_).peak_bytes
     sizes = {b: max(16, int(whole[b] * f)) for b, f in zip(("ifmap", "weight", "psum"), shrink, strict=True)}
     for _ in range(40):
@@ -191,7 +192,7 @@ WORST_LAYERS = {
     "conv2d_k3_s2": {"op": "conv2d", "input_shape": [1, 8, 12, 11], "in_channels": 8, "out_channels": 4,
                      "kernel_size": 3, "stride": 2, "padding": 1, "bias": False},
 }
-TIGHT_SRAM = {b: {"size_bytes": 2048, "num_banks": 2, "bank_width_bytes": 4} for b in ("ifmap", "weight", "psum")}
+TIGHT_SRAM = {b: {"size_bytes": 1024, "num_banks": 2, "bank_width_bytes": 4} for b in ("ifmap", "weight", "psum")}
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -35,7 +35,8 @@ from pydantic import ValidationError
 from simulator.config import HardwareConfig, LayerConfig, config_from_mapping, format_validation_error
 from simulator.errors import ConvsimError
 from simulator.files import atomic_write_text
-from simulator.tiling import method_for, plan_tiles
+from simulator.mapping import mapping_for
+from simulator.tiling import plan_tiles
 
 DATA = {"seed": 0, "ifmap": "random", "weight": "random", "bias": "random"}
 HARDWARE_FILE = "hw/default.yaml"
@@ -234,7 +235,7 @@ def capture(model: Any, input_shape: tuple[int, int, int, int]) -> Captured:
             continue
         try:  # the default engine must hold at least one tile of it
             checked = LayerConfig.model_validate(result)
-            plan_tiles(checked, hw, method_for(checked, "swell"))
+            plan_tiles(checked, hw, mapping_for(checked, hw, "swell"))
         except ConvsimError as exc:
             skipped.append(Skipped(name, kind, str(exc)))
             continue
