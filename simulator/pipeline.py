@@ -125,12 +125,18 @@ def _dram_ofmap(layer: LayerConfig, hw: HardwareConfig) -> np.ndarray:
     return np.zeros((n, c, oh, ow), dtype=np.int32)
 
 
+def overlap_of(plan: TilePlan, hw: HardwareConfig) -> str:
+    """How the plan's tiles overlap: ``double_buffer`` needs two slots per buffer; a plan in whole buffers (one
+    tile, or tiles too large for half a buffer) runs serially."""
+    return hw.pipeline.overlap if plan.slots == 2 else "serial"
+
+
 def modelled_cost(layer: LayerConfig, hw: HardwareConfig, plan: TilePlan) -> tuple[int, int]:
     """The planner's objective: (scheduled cycles, DRAM bytes read + written) of ``plan``'s tiles, from the
     stages' cost functions alone (no values)."""
     ctx = LayerContext(layer, hw, plan)
     costs = [[stage.cost(ctx, tile) for _, stage in STAGES] for tile in plan.tiles]
-    _, ends = schedule([[c.cycles for c in row] for row in costs], hw.pipeline.overlap)
+    _, ends = schedule([[c.cycles for c in row] for row in costs], overlap_of(plan, hw))
     dram = sum(c.dram_read_bytes + c.dram_write_bytes for row in costs for c in row)
     return max((row[-1] for row in ends), default=0), dram
 
@@ -164,7 +170,7 @@ def simulate_layer(layer: LayerConfig, hw: HardwareConfig, method_choice: str, t
         costs.append(row)
     if ctx.overflows:  # on_overflow=error: the first output in NCHW order, whatever the tiling
         raise min(ctx.overflows, key=lambda err: err.coord)
-    starts, ends = schedule([[c.cycles for c in row] for row in costs], hw.pipeline.overlap)
+    starts, ends = schedule([[c.cycles for c in row] for row in costs], overlap_of(plan, hw))
     events = tuple(TileEvent(STAGE_NAMES[s], t, starts[t][s], ends[t][s])
                    for t in range(len(costs)) for s in range(len(STAGES)) if not costs[t][s].skipped)
     report = summarize(layer, hw, plan, STAGE_NAMES, costs, starts, ends)

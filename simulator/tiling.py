@@ -261,12 +261,16 @@ def plan_tiles(layer: LayerConfig, hw: HardwareConfig, mapping: Mapping,
     Candidates (:meth:`_Planner.candidates`, and the whole layer as one tile in the whole buffer under
     ``double_buffer``) are ranked by ``objective`` (fewest modelled cycles, then least DRAM traffic) over their
     first SAMPLE_TILES tiles, scaled to their tile count; without an objective the first candidate is taken.
-    Refuses only when the smallest tile (one output pixel, or one phase period, of one output channel over one
-    input channel) does not fit.
+    When not even the smallest tile fits half of each buffer, the tiles use whole buffers one at a time (the
+    plan's ``slots`` is 1 and the pipeline schedules it serially). Refuses only when the smallest tile (one
+    output pixel, or one phase period, of one output channel over one input channel) does not fit a whole buffer.
     """
     slots = 2 if hw.pipeline.overlap == "double_buffer" else 1
     planner = _Planner(layer, hw, mapping, slots)
     options = [(planner, shape) for shape in planner.candidates()]
+    if not options and slots == 2:  # not even the smallest tile fits half a buffer: tiles run one at a time
+        slots, planner = 1, _Planner(layer, hw, mapping, 1)
+        options = [(planner, shape) for shape in planner.candidates()]
     if not options:
         smallest = (mapping.out_step(0), mapping.out_step(1), 1, 1)
         raise ConvsimError(f"hardware.sram cannot hold the smallest tile of layer {layer.name!r} "
