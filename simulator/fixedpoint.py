@@ -9,7 +9,9 @@ Policies (``hardware.accumulator.on_overflow``):
 - ``saturate``: clamp to [-2**31, 2**31 - 1] after **every** addition, in the hardware accumulation order: the
   K products of one output in (kernel row, kernel column, input channel) order of the conv weight the MAC array
   executes (zero products from inserted zeros leave a clamped accumulator unchanged, so both transposed-conv
-  methods give the same result). Bias is added once more, with a clamp, at write-back.
+  methods give the same result). With the input channels in slices the order is within a slice, then across
+  slices (a slice continues from the psum the previous one left). Bias is added once more, with a clamp, at
+  write-back.
 - ``error``: raise :class:`AccumulatorOverflowError` naming the first output (in NCHW order) whose running sum
   leaves int32.
 

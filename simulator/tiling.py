@@ -1,22 +1,14 @@
 """Tile planner and SRAM allocation: how a layer is cut into tiles that fit the buffers, and where each tile lives.
 
-Models the compiler/sequencer of the engine. A tile is one image ``n``, a range of output rows ``oh`` and columns
-``ow``, a range of output channels ``oc``, and a slice of the input channels ``ic`` of its groups (the
-reduction). The tile's mapping (:mod:`simulator.mapping`) says which input window it loads, which conv jobs the
-MAC array runs and which regions every stage writes; the planner only cuts ranges and bump-allocates those
-regions, each on a bank-row boundary, inside one slot of each buffer (two slots, ping/pong, under
-``pipeline.overlap: double_buffer``).
-
-Loop order (outermost first): output-channel tiles, images, row tiles, column tiles, input-channel slices. The
-slices of one spatial tile accumulate into the same psum region (first slice writes, later slices
-read-modify-write; bias and store after the last). Weights and bias are loaded once per output-channel tile and
-stay resident while there is one slice; with several slices each tile loads its slice's weights.
-
-Choice: candidate shapes are built greedily (largest input-channel slice, then width, then output channels,
-then rows that fit), plus variants (output channels before width; the whole layer as one tile in the whole
-buffer); the caller's objective (fewest modelled cycles, then least DRAM traffic) picks one. Deliberately
-ignored: halo reuse between neighbouring tiles (halos are re-loaded; the DRAM traffic shows it) and a loop order
-with the input-channel slices outside the spatial tiles.
+Models the compiler/sequencer of the engine. A tile is one image, a range of output rows, columns and channels,
+and a slice of the input channels of its groups; the loop order is ``plan.LOOP_ORDER`` (slices innermost: they
+accumulate in one psum region, weights stay resident only while there is one slice). The tile's mapping
+(:mod:`simulator.mapping`) declares its input window, conv jobs and regions; the planner cuts ranges and
+bump-allocates the regions on bank-row boundaries in one slot of each buffer (two, ping/pong, under
+``double_buffer``). Candidate shapes (greedy for ever finer input-channel slicing, and the whole layer as one
+tile in the whole buffer) are ranked by the caller's objective: fewest modelled cycles, then least DRAM traffic.
+Deliberately ignored: halo reuse between neighbouring tiles (re-loaded; the DRAM traffic shows it) and loop
+orders with the slices outside the spatial tiles.
 """
 
 from __future__ import annotations
@@ -62,16 +54,15 @@ class _Planner:
     distinct shape for the call's lifetime only."""
 
     def __init__(self, layer: LayerConfig, hw: HardwareConfig, mapping: Mapping, slots: int) -> None:
-        self.layer, self.mapping, self.slots, self.c0 = layer, mapping, slots, hw.layout.c0
-        self.cin_g, self.cout_g = mapping.cin_g, mapping.cout_g
-        self.out_hw = layer.output_hw
-        self.cols = hw.mac_array.cols
+        self.layer, self.mapping, self.slots = layer, mapping, slots
+        self.c0, self.cols = hw.layout.c0, hw.mac_array.cols
+        self.cin_g, self.cout_g, self.out_hw = mapping.cin_g, mapping.cout_g, layer.output_hw
         self.geometry: dict[str, tuple[int, int, int]] = {}  # buffer -> (bank-row bytes, slot bytes, size)
         for buffer in BUFFERS:
             cfg = getattr(hw.sram, buffer)
-            row = cfg.bank_width_bytes * cfg.num_banks
-            room = cfg.size_bytes if slots == 1 else cfg.size_bytes // slots // row * row
-            self.geometry[buffer] = (row, room, cfg.size_bytes)
+            row = cfg.bank_width_bytes * cfg.num_banks  # a slot is whole bank rows
+            self.geometry[buffer] = (row, cfg.size_bytes // slots // row * row if slots == 2 else cfg.size_bytes,
+                                     cfg.size_bytes)
         self._win: dict[tuple[int, int, int], object] = {}
         self._keys: dict[tuple[int, int], list[object]] = {}
         self._specs: dict[tuple[object, ...], tuple[tuple[tuple[RegionDecl, int], ...], str | None]] = {}
@@ -79,11 +70,9 @@ class _Planner:
         self._jobs: dict[tuple[object, object], tuple[ConvJob, ...]] = {}
 
     def window(self, axis: int, o0: int, o1: int):  # type: ignore[no-untyped-def]
-        key = (axis, o0, o1)
-        win = self._win.get(key)
-        if win is None:
-            win = self._win[key] = self.mapping.window(axis, o0, o1)
-        return win
+        if (axis, o0, o1) not in self._win:
+            self._win[(axis, o0, o1)] = self.mapping.window(axis, o0, o1)
+        return self._win[(axis, o0, o1)]
 
     def keys(self, axis: int, size: int) -> list[object]:
         """The distinct size keys of the tiles ``size`` long along ``axis``."""
@@ -122,17 +111,16 @@ class _Planner:
         return out
 
     def fits(self, shape: Shape) -> str | None:
-        """None when every tile of ``shape`` fits, else the first overflow."""
+        """None when every tile of ``shape`` fits, else the first overflow. Regions only grow with a tile's
+        channels, so the first output-channel tile (the largest; later ones are equal or a smaller tail) decides."""
         rows, cols, oc_per, ic_per = shape
-        whole = ic_per >= self.cin_g
-        oc_tiles = itertools.islice(_iter_oc_ranges(self.cout_g, self.layer.groups, oc_per), 2)
-        for oc, groups in oc_tiles:
-            ic_n = (groups[1] - groups[0]) * self.cin_g if whole else ic_per
-            for rk in self.keys(0, rows):
-                for ck in self.keys(1, cols):
-                    err = self.spec(rk, ck, oc[1] - oc[0], ic_n)[1]
-                    if err:
-                        return err
+        oc, groups = next(_iter_oc_ranges(self.cout_g, self.layer.groups, oc_per))
+        ic_n = (groups[1] - groups[0]) * self.cin_g if ic_per >= self.cin_g else ic_per
+        for rk in self.keys(0, rows):
+            for ck in self.keys(1, cols):
+                err = self.spec(rk, ck, oc[1] - oc[0], ic_n)[1]
+                if err:
+                    return err
         return None
 
     def largest(self, options: list[int], shape: Callable[[int], Shape]) -> int | None:
@@ -181,21 +169,22 @@ class _Planner:
         rows = self.largest(self.extent_options(0), lambda r: (r, cols, oc, ic)) or rs
         return rows, cols, oc, ic
 
-    def candidates(self) -> list[Shape]:
-        """Legal tile shapes worth comparing: for the fewest input-channel slices that fit and two finer
-        slicings, the greedy shape width-first and channels-first. Empty when the smallest tile does not fit."""
+    def candidates(self) -> Iterator[list[Shape]]:
+        """Legal tile shapes worth comparing, in rounds of ever finer input-channel slicing: for the fewest slices
+        whose smallest tile fits, then twice, four times... as many, the greedy shape width-first and
+        channels-first. Nothing when the smallest tile does not fit."""
         rs, cs = self.mapping.out_step(0), self.mapping.out_step(1)
         slices = sorted({ceil_div(self.cin_g, k) for k in range(1, self.cin_g + 1)}, reverse=True)
         ic = self.largest(slices, lambda i: (rs, cs, 1, i))
         if ic is None:
-            return []
-        fewest = ceil_div(self.cin_g, ic)
-        out: dict[Shape, None] = {}
-        for count in (fewest, 2 * fewest, 4 * fewest):
-            if count <= self.cin_g:
-                for cols_first in (True, False):
-                    out.setdefault(self.greedy(ceil_div(self.cin_g, count), cols_first), None)
-        return list(out)
+            return
+        count, seen = ceil_div(self.cin_g, ic), ic + 1
+        while count <= self.cin_g:
+            ic = ceil_div(self.cin_g, count)
+            if ic < seen:
+                seen = ic
+                yield list(dict.fromkeys(self.greedy(ic, cols_first) for cols_first in (True, False)))
+            count *= 2
 
     def count(self, shape: Shape) -> int:
         """Number of tiles of ``shape``."""
@@ -251,7 +240,8 @@ class _Planner:
                         min(ic_per, self.cin_g), self.slots, tiles, peak_occupancy(list(tiles), self.slots))
 
 
-SAMPLE_TILES = 48  # tiles of a candidate the objective models (then scaled to the candidate's tile count)
+SAMPLE_TILES = 24  # tiles of a candidate the objective models (then scaled to the candidate's tile count)
+MARGIN = 0.02  # a candidate later in order must model this much fewer cycles: the sampled estimate's noise
 
 
 def plan_tiles(layer: LayerConfig, hw: HardwareConfig, mapping: Mapping,
@@ -259,39 +249,51 @@ def plan_tiles(layer: LayerConfig, hw: HardwareConfig, mapping: Mapping,
     """The tile plan of ``layer`` under ``mapping``.
 
     Candidates (:meth:`_Planner.candidates`, and the whole layer as one tile in the whole buffer under
-    ``double_buffer``) are ranked by ``objective`` (fewest modelled cycles, then least DRAM traffic) over their
-    first SAMPLE_TILES tiles, scaled to their tile count; without an objective the first candidate is taken.
+    ``double_buffer``) are ranked by ``objective`` over their first SAMPLE_TILES tiles, scaled to their tile
+    count (fewer slices first; a later candidate must model MARGIN fewer cycles, an equal one less DRAM traffic);
+    without an objective the first candidate is taken.
     When not even the smallest tile fits half of each buffer, the tiles use whole buffers one at a time (the
     plan's ``slots`` is 1 and the pipeline schedules it serially). Refuses only when the smallest tile (one
     output pixel, or one phase period, of one output channel over one input channel) does not fit a whole buffer.
     """
     slots = 2 if hw.pipeline.overlap == "double_buffer" else 1
     planner = _Planner(layer, hw, mapping, slots)
-    options = [(planner, shape) for shape in planner.candidates()]
-    if not options and slots == 2:  # not even the smallest tile fits half a buffer: tiles run one at a time
+    rounds = planner.candidates()
+    first = next(rounds, None)
+    if first is None and slots == 2:  # not even the smallest tile fits half a buffer: tiles run one at a time
         slots, planner = 1, _Planner(layer, hw, mapping, 1)
-        options = [(planner, shape) for shape in planner.candidates()]
-    if not options:
+        rounds = planner.candidates()
+        first = next(rounds, None)
+    if first is None:
         smallest = (mapping.out_step(0), mapping.out_step(1), 1, 1)
         raise ConvsimError(f"hardware.sram cannot hold the smallest tile of layer {layer.name!r} "
                            f"({smallest[0]}x{smallest[1]} output pixel(s) of one output channel over one input "
                            f"channel): {planner.fits(smallest)}")
+    if objective is None:
+        return planner.plan(first[0])
+
+    def score(p: _Planner, shape: Shape) -> tuple[float, ...]:
+        sample = tuple(itertools.islice(p.iter_tiles(shape), SAMPLE_TILES))
+        scale = p.count(shape) / len(sample)
+        return tuple(value * scale for value in objective(p.plan(shape, sample)))
+
+    options = [(planner, shape) for shape in first]
     if slots == 2:  # a layer that fits one tile gets the whole buffer
         whole = _Planner(layer, hw, mapping, 1)
         one = (*layer.output_hw, layer.out_channels, layer.in_channels)
         if whole.fits(one) is None:
             options.append((whole, one))
-    if objective is None or len(options) == 1:
-        return planner.plan(options[0][1])
-
-    def score(option: tuple[_Planner, Shape]) -> tuple[float, ...]:
-        p, shape = option
-        sample = tuple(itertools.islice(p.iter_tiles(shape), SAMPLE_TILES))
-        scale = p.count(shape) / len(sample)
-        return tuple(value * scale for value in objective(p.plan(shape, sample)))
-
-    best = min(options, key=score)  # ties: the earlier candidate (greedy, fewest slices)
-    return best[0].plan(best[1])
+    best, worse = None, 0
+    for candidates in itertools.chain([options], ([(planner, s) for s in shapes] for shapes in rounds)):
+        improved = False
+        for option in candidates:  # in order: a later candidate must beat the best by MARGIN
+            cost = score(*option)
+            if best is None or cost[0] < best[0][0] * (1 - MARGIN) or (cost[0] == best[0][0] and cost < best[0]):
+                best, improved = (cost, option), True
+        worse = 0 if improved else worse + 1
+        if worse == 2:  # the cost falls, then rises, with finer slicing: two rounds without a better candidate
+            break
+    return best[1][0].plan(best[1][1])  # type: ignore[index]
 
 
 __all__ = ["Tile", "TilePlan", "plan_tiles"]

@@ -63,6 +63,7 @@ PATHS = {
     "in_order_error": lambda x, w, g, d, o, hw: mac.conv_i8_i32(x, w, g, (1, 1), d, o, hw, "error",
                                                                  reduction=2**20),
     "two_slices_accumulated": lambda x, w, g, d, o, hw: _two_slices(x, w, g, d, o, hw),
+    "two_slices_in_order": lambda x, w, g, d, o, hw: _two_slices(x, w, g, d, o, hw, reduction=2**20),
 }
 
 
@@ -76,14 +77,24 @@ def _im2col_in_chunks(x: np.ndarray, w: np.ndarray, g: int, d: tuple[int, int], 
 
 
 def _two_slices(x: np.ndarray, w: np.ndarray, g: int, d: tuple[int, int], o: tuple[int, int],
-                hw: tuple[int, int]) -> np.ndarray:
-    """The first half of each group's input channels, then the second continuing from its psum."""
+                hw: tuple[int, int], reduction: int | None = None) -> np.ndarray:
+    """The first half of the input channels, then the second continuing from its psum (``reduction`` >= 2**17:
+    through the in-order path a long reduction takes)."""
     if g > 1 or x.shape[0] < 2:
         return mac.conv_i8_i32(x, w, g, (1, 1), d, o, hw, "error")
-    half = x.shape[0] // 2
-    first = mac.conv_i8_i32(x[:half], w[:, :half], 1, (1, 1), d, o, hw, "error", reduction=w[0].size)
-    return mac.conv_i8_i32(x[half:], w[:, half:], 1, (1, 1), d, o, hw, "error", initial=first,
-                           reduction=w[0].size)
+    k, half = reduction or w[0].size, x.shape[0] // 2
+    first = mac.conv_i8_i32(x[:half], w[:, :half], 1, (1, 1), d, o, hw, "saturate", reduction=k)
+    return mac.conv_i8_i32(x[half:], w[:, half:], 1, (1, 1), d, o, hw, "saturate", initial=first, reduction=k)
+
+
+def test_a_later_slice_continues_from_a_saturated_psum() -> None:
+    from simulator.fixedpoint import INT32_MAX, ordered_accumulate
+    # products +10 then -3 from an accumulator at INT32_MAX - 5: clamp after each addition, by hand
+    acc, _ = ordered_accumulate(np.array([[10, -3]]), np.array([[1, 1]]), "saturate", np.array([[INT32_MAX - 5]]))
+    assert int(acc[0, 0]) == INT32_MAX - 3  # (INT32_MAX - 5 + 10 -> INT32_MAX) - 3
+    acc, overflowed = ordered_accumulate(np.array([[10, -3]]), np.array([[1, 1]]), "error",
+                                         np.array([[INT32_MAX - 5]]))
+    assert bool(overflowed[0, 0]) and int(acc[0, 0]) == INT32_MAX + 2  # the running sum left int32 on the way
 
 
 def test_reference_conv_is_torch() -> None:

@@ -165,9 +165,13 @@ def test_saturate_follows_the_flipped_kernel_order_transposed(method: str) -> No
     layer = {"op": "conv_transpose2d", "input_shape": [1, C_IN, 5, 5], "in_channels": C_IN, "out_channels": 1,
              "kernel_size": 5, "padding": 4, "bias": False}
     big = {"size_bytes": 2**21}  # the swelled 8192-channel ifmap and the transformed weight need > 256 KiB
-    hw = {"accumulator": {"on_overflow": "saturate"}, "sram": {"ifmap": big, "weight": big}}
+    # serial: one slice (double-buffered, the planner slices the reduction to overlap loads, and the sliced
+    # order brings the sum back before it saturates)
+    hw = {"accumulator": {"on_overflow": "saturate"}, "sram": {"ifmap": big, "weight": big},
+          "pipeline": {"overlap": "serial"}}
     cfg = make_config(layer, data={"weight": "random"}, hardware=hw, engine={"transposed_conv": method})
     result = simulate(cfg, x, w)
+    assert result.plan.ic_per_tile == C_IN
     terms = [(int(x[0, c, r, s]), int(w[c, 0, 4 - r, 4 - s])) for r, s, c in hardware_order(result.plan.ic_per_tile)]
     expected = saturating_loop(terms)
     unflipped = [(int(x[0, c, r, s]), int(w[c, 0, r, s])) for r in range(5) for s in range(5) for c in range(C_IN)]

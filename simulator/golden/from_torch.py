@@ -8,7 +8,7 @@ input shape it really saw and all of its arguments. A module called twice (share
 What it ignores: the model's weights and activations (the config asks for ``random`` int8 data, so the golden
 case is exact int8 arithmetic, not the float model), functional calls (``F.conv_transpose2d``) that no module
 hook sees, and everything between convolutions. Convolutions the engine cannot run (1-d/3-d ones, ``padding=
-'same'`` that torch pads asymmetrically, a layer whose single output row does not fit the SRAM, ...) are listed
+'same'`` that torch pads asymmetrically, a layer whose smallest tile does not fit the SRAM, ...) are listed
 on stdout and in a comment of the written config, never silently dropped; ``padding_mode`` other than ``zeros``
 is an error, because running that layer with zero padding would give a different network.
 

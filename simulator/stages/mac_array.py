@@ -15,9 +15,11 @@ pixels, K = kh*kw*C_in/g, N output channels of the group in the tile.
 ``os``: (Sr, Sc, T) = (E, N, K); ``ws``: (Sr, Sc, T) = (K, N, E). folds = ceil(Sr/rows) * ceil(Sc/cols).
 Cycles per fold: ``T + rows + cols - 2`` (os), ``2*rows + cols + T - 2`` (ws, the first ``rows`` cycles
 preloading weights). With ``weight_double_buffer`` (ws only) the preload of a fold hides under the previous
-fold: ``rows + folds * (rows + cols + T - 2)``. Groups and phase jobs run one after another. Deliberately
-ignores: SRAM read-port bandwidth limits on feeding the array, partial-sum spills (K is never tiled), clock
-gating of idle PEs and zero skipping (zeros are issued like any operand: that is what ``macs_issued`` counts).
+fold: ``rows + folds * (rows + cols + T - 2)``. Groups and phase jobs run one after another. With the input
+channels in slices, K is the slice's, and every slice after the first first reloads its accumulators from the
+psum SRAM (``psum_read_cycles``: one bank row per cycle) and continues from them, in order. Deliberately
+ignores: SRAM read-port bandwidth limits on feeding the array, clock gating of idle PEs and zero skipping (zeros
+are issued like any operand: that is what ``macs_issued`` counts).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Models: a streaming adder over the psum buffer (``writeback`` bandwidth; reads psum and bias, writes the ofmap
 tile in place for one conv job, or interleaves the phase outputs ``ofmap[s*m + phase] = psum_phase[m]`` into a
 separate ofmap region for the phase method), followed by the DRAM store through the DMA (same cost function
-as the load). The bias add is an int32 addition under the accumulator overflow policy. Deliberately ignores:
+as the load). It runs once per spatial tile, after its last input-channel slice (skipped on the others). The bias
+add is an int32 addition under the accumulator overflow policy. Deliberately ignores:
 requantization to int8 (the engine's output is int32) and activation functions.
 """
 
