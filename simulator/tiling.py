@@ -124,8 +124,9 @@ class _Planner:
         return None
 
     def largest(self, options: list[int], shape: Callable[[int], Shape]) -> int | None:
-        """The largest of the descending ``options`` whose shape fits (regions grow with every dimension)."""
-        lo, hi = 0, len(options)
+        """The largest of the descending ``options`` whose shape fits (regions grow with every dimension): the
+        first when it fits (the common case), else a binary search."""
+        lo, hi = (0, 0) if options and self.fits(shape(options[0])) is None else (1, len(options))
         while lo < hi:
             mid = (lo + hi) // 2
             if self.fits(shape(options[mid])) is None:
@@ -240,7 +241,7 @@ class _Planner:
                         min(ic_per, self.cin_g), self.slots, tiles, peak_occupancy(list(tiles), self.slots))
 
 
-SAMPLE_TILES = 24  # tiles of a candidate the objective models (then scaled to the candidate's tile count)
+SAMPLE_TILES = 16  # tiles of a candidate the objective models (then scaled to the candidate's tile count)
 MARGIN = 0.02  # a candidate later in order must model this much fewer cycles: the sampled estimate's noise
 
 
@@ -251,7 +252,7 @@ def plan_tiles(layer: LayerConfig, hw: HardwareConfig, mapping: Mapping,
     Candidates (:meth:`_Planner.candidates`, and the whole layer as one tile in the whole buffer under
     ``double_buffer``) are ranked by ``objective`` over their first SAMPLE_TILES tiles, scaled to their tile
     count (fewer slices first; a later candidate must model MARGIN fewer cycles, an equal one less DRAM traffic);
-    without an objective the first candidate is taken.
+    without an objective, or when the first candidate is the whole layer in one tile, that one is taken.
     When not even the smallest tile fits half of each buffer, the tiles use whole buffers one at a time (the
     plan's ``slots`` is 1 and the pipeline schedules it serially). Refuses only when the smallest tile (one
     output pixel, or one phase period, of one output channel over one input channel) does not fit a whole buffer.
@@ -269,7 +270,7 @@ def plan_tiles(layer: LayerConfig, hw: HardwareConfig, mapping: Mapping,
         raise ConvsimError(f"hardware.sram cannot hold the smallest tile of layer {layer.name!r} "
                            f"({smallest[0]}x{smallest[1]} output pixel(s) of one output channel over one input "
                            f"channel): {planner.fits(smallest)}")
-    if objective is None:
+    if objective is None or planner.count(first[0]) == 1:  # no objective, or the whole layer fits one tile
         return planner.plan(first[0])
 
     def score(p: _Planner, shape: Shape) -> tuple[float, ...]:
@@ -283,15 +284,14 @@ def plan_tiles(layer: LayerConfig, hw: HardwareConfig, mapping: Mapping,
         one = (*layer.output_hw, layer.out_channels, layer.in_channels)
         if whole.fits(one) is None:
             options.append((whole, one))
-    best, worse = None, 0
+    best = None
     for candidates in itertools.chain([options], ([(planner, s) for s in shapes] for shapes in rounds)):
         improved = False
         for option in candidates:  # in order: a later candidate must beat the best by MARGIN
             cost = score(*option)
             if best is None or cost[0] < best[0][0] * (1 - MARGIN) or (cost[0] == best[0][0] and cost < best[0]):
                 best, improved = (cost, option), True
-        worse = 0 if improved else worse + 1
-        if worse == 2:  # the cost falls, then rises, with finer slicing: two rounds without a better candidate
+        if not improved:  # the cost falls, then rises, with finer slicing: stop at the first round without gain
             break
     return best[1][0].plan(best[1][1])  # type: ignore[index]
 

@@ -70,7 +70,7 @@ CONV_96 = {"op": "conv2d", "input_shape": [1, 96, 20, 22], "in_channels": 96, "o
 @pytest.mark.parametrize("method", METHODS)
 def test_96_channels_on_4_and_8_kib(size: int, method: str) -> None:
     result = run_exact(LAYER_96, {"sram": sram(size)}, method)
-    assert result.plan.ic_per_tile < 96  # the weights of one output channel over 96 inputs do not fit
+    assert len(result.plan.tiles) > 1  # (the whole layer needs ~200 KB)
 
 
 @pytest.mark.parametrize("size", [4096, 8192])
