@@ -3,7 +3,8 @@
 Models no hardware: runs each layer of a config twice through :func:`simulator.pipeline.simulate_layer` (timing
 and values), checks the two ofmaps bit-exactly against each other and, when a golden case exists, against it,
 and lines up their costs: busy cycles per stage and the scheduled total, MACs issued vs useful, utilization
-both ways, the staged ifmap's SRAM footprint, DRAM and SRAM traffic. Conv2d layers run the direct method
+both ways, the staged ifmap's SRAM footprint, DRAM and SRAM traffic, and energy per action (what the phase
+method saves, and how much of it swell spends on MACs on inserted zeros). Conv2d layers run the direct method
 under either switch (the two columns are then the same run twice).
 """
 
@@ -16,13 +17,16 @@ from typing import Any, Literal
 
 import numpy as np
 
+from simulator.batch import run_batch
 from simulator.compare import compare
 from simulator.config import HardwareConfig, LayerConfig, SimConfig, load_config
 from simulator.data import LayerTensors, make_tensors
+from simulator.energy import ACTIONS, fmt_nj
 from simulator.golden import load_case
 from simulator.mapping.base import IFMAP, IFMAP_SWELLED
 from simulator.pipeline import STAGE_NAMES, SimResult, simulate_layer
 from simulator.runner import layer_dirs
+from simulator.verdicts import Verdict
 
 EXIT_OK, EXIT_MISMATCH = 0, 1
 METHODS: tuple[Literal["swell", "phase"], ...] = ("swell", "phase")
@@ -47,6 +51,9 @@ class MethodCosts:
     dram_write_bytes: int
     sram_read_bytes: int
     sram_write_bytes: int
+    energy_fj: int = 0  # exact, integer femtojoules (docs/energy.md)
+    energy_fj_by_action: dict[str, int] | None = None
+    zero_mac_energy_fj: int = 0  # MAC energy on inserted zeros
 
 
 def method_costs(result: SimResult) -> MethodCosts:
@@ -60,7 +67,8 @@ def method_costs(result: SimResult) -> MethodCosts:
         utilization_useful=rep.utilization_useful, staged_ifmap_bytes=staged, peak_sram_bytes=dict(rep.peak_sram_bytes),
         dram_read_bytes=rep.dram_read_bytes, dram_write_bytes=rep.dram_write_bytes,
         sram_read_bytes=sum(sum(s.sram_read_bytes.values()) for s in rep.stages),
-        sram_write_bytes=sum(sum(s.sram_write_bytes.values()) for s in rep.stages))
+        sram_write_bytes=sum(sum(s.sram_write_bytes.values()) for s in rep.stages), energy_fj=rep.energy_fj,
+        energy_fj_by_action=dict(rep.energy_fj_by_action), zero_mac_energy_fj=rep.zero_mac_energy_fj)
 
 
 @dataclass(frozen=True)
@@ -97,16 +105,32 @@ class LayerComparison:
         rows += [("DRAM read B", a.dram_read_bytes, b.dram_read_bytes, "d"),
                  ("DRAM write B", a.dram_write_bytes, b.dram_write_bytes, "d"),
                  ("SRAM read B", a.sram_read_bytes, b.sram_read_bytes, "d"),
-                 ("SRAM write B", a.sram_write_bytes, b.sram_write_bytes, "d")]
+                 ("SRAM write B", a.sram_write_bytes, b.sram_write_bytes, "d"),
+                 ("energy nJ", a.energy_fj, b.energy_fj, "nJ")]
+        by_a, by_b = a.energy_fj_by_action or {}, b.energy_fj_by_action or {}
+        rows += [(f"  {action} nJ", by_a.get(action, 0), by_b.get(action, 0), "nJ") for action in ACTIONS
+                 if by_a.get(action) or by_b.get(action)]
+        rows += [("  of it MACs on inserted zeros nJ", a.zero_mac_energy_fj, b.zero_mac_energy_fj, "nJ")]
         title = f"layer {self.layer} ({self.op})"
-        if len({a.method, b.method}) == 1:  # conv2d: both switches run the direct mapping
+        one_mapping = len({a.method, b.method}) == 1  # conv2d: both switches run the direct mapping
+        if one_mapping:
             title += f": both switches run the {a.method} method"
         lines = [title, f"{'':<32}{'swell':>16}{'phase':>16}{'phase/swell':>14}"]
         lines += [f"{name:<32}{_cell(x, fmt):>16}{_cell(y, fmt):>16}{_ratio(x, y):>14}" for name, x, y, fmt in rows]
+        if not one_mapping:
+            lines.append(self.energy_saving())
         lines.append(self.verdict())
         if self.mismatch_report:
             lines.append(self.mismatch_report)
         return "\n".join(lines)
+
+    def energy_saving(self) -> str:
+        """One line: what phase saves against swell, and the share swell spent on MACs on inserted zeros."""
+        a, b = self.swell, self.phase
+        saved = a.energy_fj - b.energy_fj
+        share = f" ({saved / a.energy_fj:.1%} of swell's)" if a.energy_fj else ""
+        return (f"energy: phase {'saves' if saved >= 0 else 'costs'} {fmt_nj(abs(saved))} nJ{share}; swell spends "
+                f"{fmt_nj(a.zero_mac_energy_fj)} nJ on MACs on inserted zeros, phase {fmt_nj(b.zero_mac_energy_fj)}")
 
     def verdict(self) -> str:
         values = "swell and phase bit-exact" if self.methods_agree else "swell and phase DISAGREE"
@@ -119,6 +143,8 @@ class LayerComparison:
 def _cell(value: float | None, fmt: str) -> str:
     if value is None:
         return "-"
+    if fmt == "nJ":
+        return fmt_nj(int(value))
     return f"{value:.2%}" if fmt == "%" else f"{int(value):,}"
 
 
@@ -151,13 +177,33 @@ def compare_config(cfg: SimConfig, golden_dir: Path) -> list[LayerComparison]:
     return out
 
 
-def run_compare(config: Path, golden_dir: Path, as_json: bool = False) -> int:
-    """What ``convsim compare`` does: print the side-by-side table (or JSON); exit 1 if any values disagree."""
-    cfg = load_config(config)
-    layers = compare_config(cfg, golden_dir)
-    ok = all(c.ok for c in layers)
+def compare_verdicts(config: Path, cfg: SimConfig, layers: list[LayerComparison]) -> list[Verdict]:
+    """One verdict per layer: PASS when the two methods agree (and match the golden case when there is one)."""
+    out = []
+    for c in layers:
+        detail = "" if c.ok else (c.mismatch_report or c.verdict())
+        out.append(Verdict(str(config), cfg.name, c.layer, "PASS" if c.ok else "FAIL", detail=detail,
+                           golden=c.golden_dir if c.golden is not None else None))
+    return out
+
+
+def run_compare(configs: list[Path], golden_dir: Path, as_json: bool = False, junit: Path | None = None) -> int:
+    """What ``convsim compare`` does: the side-by-side table (or JSON) of every config; the exit code of the
+    worst verdict (1 if any layer's methods disagree or differ from its golden case)."""
+    documents: list[dict[str, Any]] = []
+
+    def one(config: Path) -> list[Verdict]:
+        cfg = load_config(config)
+        layers = compare_config(cfg, golden_dir)
+        if as_json:
+            documents.append({"name": cfg.name, "ok": all(c.ok for c in layers),
+                              "layers": [c.to_dict() for c in layers]})
+        else:
+            print("\n\n".join(c.table() for c in layers))
+        return compare_verdicts(config, cfg, layers)
+
+    code = run_batch(configs, one, junit=junit, summary=not as_json)
     if as_json:
-        print(json.dumps({"name": cfg.name, "ok": ok, "layers": [c.to_dict() for c in layers]}, indent=2))
-    else:
-        print("\n\n".join(c.table() for c in layers))
-    return EXIT_OK if ok else EXIT_MISMATCH
+        doc = documents[0] if len(configs) == 1 else {"ok": code == EXIT_OK, "configs": documents}
+        print(json.dumps(doc, indent=2))
+    return code

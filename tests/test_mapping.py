@@ -90,10 +90,12 @@ def _two_slices(x: np.ndarray, w: np.ndarray, g: int, d: tuple[int, int], o: tup
 def test_a_later_slice_continues_from_a_saturated_psum() -> None:
     from simulator.fixedpoint import INT32_MAX, ordered_accumulate
     # products +10 then -3 from an accumulator at INT32_MAX - 5: clamp after each addition, by hand
-    acc, _ = ordered_accumulate(np.array([[10, -3]]), np.array([[1, 1]]), "saturate", np.array([[INT32_MAX - 5]]))
+    acc, _, _ = ordered_accumulate(np.array([[10, -3]]), np.array([[1, 1]]), "saturate",
+                                   np.array([[INT32_MAX - 5]]))
     assert int(acc[0, 0]) == INT32_MAX - 3  # (INT32_MAX - 5 + 10 -> INT32_MAX) - 3
-    acc, overflowed = ordered_accumulate(np.array([[10, -3]]), np.array([[1, 1]]), "error",
-                                         np.array([[INT32_MAX - 5]]))
+    acc, overflowed, escaped = ordered_accumulate(np.array([[10, -3]]), np.array([[1, 1]]), "error",
+                                                  np.array([[INT32_MAX - 5]]))
+    assert int(escaped[0, 0]) == INT32_MAX + 5  # the running sum when it first left int32
     assert bool(overflowed[0, 0]) and int(acc[0, 0]) == INT32_MAX + 2  # the running sum left int32 on the way
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -107,3 +108,99 @@ def test_killed_sweep_resumes_to_the_same_table(tmp_path):
         fh.write('{"point": 49, "torn')  # a half-written last line must be ignored
     assert main(["sweep", str(sweep), "--out", str(out), "--resume", "--workers", "2"]) == 0
     assert (out / "results.csv").read_text() == (tmp_path / "whole" / "results.csv").read_text()
+
+
+def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
+    """SIGINT to the process group (what Ctrl-C sends: the workers get it too) mid-sweep: exit 130 with one
+    line and no traceback from the driver or a worker, no worker left behind, and --resume completes the sweep."""
+    body = ("base: {base}\ngrid:\n  hardware.mac_array.rows: [8, 16, 32, 64]\n"
+            "  engine.transposed_conv: [swell, phase]\n")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(body.format(base=REPO / "configs" / "dcgan_128_64.yaml"))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "simulator", "sweep", str(sweep), "--out", str(out), "--workers", "2", "--verify"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            cwd=tmp_path)
+    jsonl = out / "results.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(read_jsonl(jsonl)) < 2:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    done_before = len(read_jsonl(jsonl))
+    assert proc.returncode == 130, err
+    assert 0 < done_before < 8, "the sweep must be interrupted midway for this test to mean anything"
+    lines = [line for line in err.decode().splitlines() if not line.startswith(("sweep:", "point "))]
+    assert lines == ["convsim: interrupted"], err
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)  # nothing of the process group is left
+    assert main(["sweep", str(sweep), "--out", str(out), "--resume", "--workers", "2", "--verify"]) == 0
+    assert len(read_jsonl(jsonl)) == 8
+
+
+def test_resumed_sweep_prints_overrides_in_grid_order(tmp_path, capsys):
+    """results.jsonl stores overrides with sorted keys; what is printed (and pareto.txt) keeps the grid's order."""
+    sweep = _sweep_file(tmp_path, "base: {base}\ngrid:\n  hardware.mac_array.rows: [4, 8]\n"
+                                  "  engine.transposed_conv: [swell, phase]\n  hardware.mac_array.cols: [4]\n")
+    out = tmp_path / "out"
+    assert main(["sweep", str(sweep), "--out", str(out), "--workers", "1"]) == 0
+    first = capsys.readouterr().out
+    assert main(["sweep", str(sweep), "--out", str(out), "--resume", "--workers", "1"]) == 0
+    again = capsys.readouterr().out
+    assert first == again and "rows=4, transposed_conv=" in first and ", cols=4" in first
+
+
+# ------------------------------------------------------------------------------------------ energy objective
+
+
+def test_pareto_front_on_cycles_and_energy_by_hand():
+    pts = [
+        {"point": 0, "cycles": 100, "energy_pj": 50.0, "pes": 64, "sram_bytes": 10},  # front: least energy
+        {"point": 1, "cycles": 50, "energy_pj": 80.0, "pes": 4096, "sram_bytes": 99},  # front: fastest
+        {"point": 2, "cycles": 100, "energy_pj": 60.0, "pes": 16, "sram_bytes": 1},  # dominated by 0 on these keys
+        {"point": 3, "cycles": 70, "energy_pj": 70.0, "pes": 64, "sram_bytes": 10},  # front: in between
+    ]
+    assert sorted(p["point"] for p in pareto_front(pts, ("cycles", "energy_pj"))) == [0, 1, 3]
+    assert sorted(p["point"] for p in pareto_front(pts)) == [1, 2, 3]  # the default keys ignore energy
+
+
+def test_energy_columns_and_an_energy_only_override(tmp_path, capsys):
+    """Sweeping a per-action energy changes the energy column by the hand-computed amount, never the cycles."""
+    body = ("base: {base}\ngrid:\n  hardware.energy.mac_pj: [1, 3]\n  hardware.energy.preset: [null]\n"
+            "objectives: [cycles, energy_pj]\n")
+    assert main(["sweep", str(_sweep_file(tmp_path, body)), "--out", str(tmp_path / "o"), "--workers", "1"]) == 0
+    rows = list(csv.DictReader((tmp_path / "o" / "results.csv").open()))
+    assert [r["cycles"] for r in rows] == [rows[0]["cycles"]] * 2
+    issued = int(rows[0]["macs_issued"])
+    assert [int(r["energy_fj"]) for r in rows] == [1000 * issued, 3000 * issued]  # only MACs cost: 1 and 3 pJ
+    out = capsys.readouterr().out
+    assert "minimising cycles, energy_pj" in out
+    assert out.splitlines()[2].split()[:3] == ["0", rows[0]["cycles"], f"{issued / 1000:,.3f}"]
+
+
+def test_unknown_objective_is_a_one_line_error(tmp_path, capsys):
+    body = "base: {base}\ngrid:\n  hardware.mac_array.rows: [8]\nobjectives: [cycles, joules]\n"
+    assert main(["sweep", str(_sweep_file(tmp_path, body)), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "objectives[1]" in err and "energy_pj" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("name", "points"), [("dcgan_energy", 2), ("dcgan_shapes", 10)])
+def test_sweep_fronts_in_docs_are_current(tmp_path, name, points):
+    """docs/sweeps.md quotes the fronts of both shipped sweeps verbatim."""
+    sweep = REPO / "configs" / "sweeps" / f"{name}.yaml"
+    assert main(["sweep", str(sweep), "--out", str(tmp_path / "o"), "--workers", "2"]) == 0
+    front = (tmp_path / "o" / "pareto.txt").read_text()
+    assert front in (REPO / "docs" / "sweeps.md").read_text()
+    assert len(front.splitlines()) == 1 + points
+
+
+def test_grid_keys_below_a_mapping_field_are_accepted(tmp_path, capsys):
+    """hardware.energy.buffers is a mapping (buffer name -> table): a key below it cannot be checked against the
+    model's fields up front, so it is accepted there and validated per point."""
+    body = "base: {base}\ngrid:\n  hardware.energy.buffers.ifmap.read_pj_per_byte: [1, 2]\n"
+    assert main(["sweep", str(_sweep_file(tmp_path, body)), "--out", str(tmp_path / "o"), "--workers", "1"]) == 0
+    body = "base: {base}\ngrid:\n  hardware.energy.buffers.accum.read_pj_per_byte: [1]\n"
+    assert main(["sweep", str(_sweep_file(tmp_path, body)), "--out", str(tmp_path / "p"), "--workers", "1"]) == 2
+    assert "accum" in capsys.readouterr().err

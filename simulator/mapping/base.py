@@ -76,6 +76,7 @@ class ConvJob:
     out_step: Pair
     psum_region: str = PSUM
     weight_index: int = 0
+    phase: tuple[Any, Any] | None = None  # a phase job's (row, column) PhaseAxis: which original taps it holds
 
 
 @dataclass(frozen=True)

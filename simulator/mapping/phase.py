@@ -175,7 +175,7 @@ class Phase(Mapping):
                 out.append(ConvJob(
                     f"p{ph.phase}_{pw.phase}", self.sub, (1, 1), (ph.dilation, pw.dilation), (in_top, in_left),
                     (m_n, n_n), (out_top, out_left), self.layer.stride, phase_psum(ph.phase, pw.phase),
-                    self.index[(ph.phase, pw.phase)]))
+                    self.index[(ph.phase, pw.phase)], (ph, pw)))
         return tuple(out)
 
     def weight_regions(self, oc_n: int, icg_n: int) -> list[RegionDecl]:

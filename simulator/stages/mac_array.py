@@ -20,6 +20,8 @@ channels in slices, K is the slice's, and every slice after the first first relo
 psum SRAM (``psum_read_cycles``: one bank row per cycle) and continues from them, in order. Deliberately
 ignores: SRAM read-port bandwidth limits on feeding the array, clock gating of idle PEs and zero skipping (zeros
 are issued like any operand: that is what ``macs_issued`` counts).
+``mac_array.zero_gating`` is an energy option (:mod:`simulator.energy`): the tagged zeros are still issued, so it
+never changes the cycles here.
 """
 
 from __future__ import annotations
@@ -350,6 +352,7 @@ def conv_i8_i32(x: np.ndarray, weight: np.ndarray, groups: int, stride: Pair, di
     out = np.empty((groups, m // groups, oh * ow), dtype=np.int64)
     overflowed = np.zeros(out.shape, dtype=bool)
     start = None if initial is None else initial.astype(np.int64).reshape(out.shape)
+    escaped = np.zeros(out.shape, dtype=np.int64)  # running sum when it first left int32 (where overflowed)
     rows_per_chunk = max(1, COLS_BUDGET_ELEMENTS // max(1, ow * k * groups))
     for r0 in range(0, oh, rows_per_chunk):
         r1 = min(oh, r0 + rows_per_chunk)
@@ -357,13 +360,13 @@ def conv_i8_i32(x: np.ndarray, weight: np.ndarray, groups: int, stride: Pair, di
         span = slice(r0 * ow, r1 * ow)
         if in_order:
             for g in range(groups):
-                out[g, :, span], overflowed[g, :, span] = ordered_accumulate(
+                out[g, :, span], overflowed[g, :, span], escaped[g, :, span] = ordered_accumulate(
                     w[g], cols[g], policy, None if start is None else start[g, :, span])
         elif groups == 1:
             out[0, :, span] = w[0] @ cols[0].T  # 2-D: numpy's stacked matmul does not use BLAS; exact below 2**53
         else:
             out[:, :, span] = np.matmul(w, cols.transpose(0, 2, 1))  # exact: integers below 2**53
-    raise_overflow(overflowed.reshape(m, oh, ow), out.reshape(m, oh, ow), "running sum of output", origin, scale)
+    raise_overflow(overflowed.reshape(m, oh, ow), escaped.reshape(m, oh, ow), "running sum of output", origin, scale)
     return narrow_to_int32(out.reshape(m, oh, ow), policy, what=what, origin=origin, scale=scale)
 
 
