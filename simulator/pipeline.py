@@ -120,11 +120,34 @@ def overlap_of(plan: TilePlan, hw: HardwareConfig) -> str:
     return hw.pipeline.overlap if plan.slots == 2 else "serial"
 
 
+def tile_costs(ctx: LayerContext) -> Callable[[Tile], list[StageCost]]:
+    """Every stage's cost of a tile, computed once per distinct ``cost_key`` (what the stage's cost function
+    reads from a tile: its shapes, flags and, for the useful MACs, its rows and columns); the tiles of one shape
+    share the (frozen) cost record. A stage without ``cost_key`` is costed on every tile."""
+    memo: dict[tuple[object, ...], StageCost] = {}
+    keyed = [(name, stage, getattr(stage, "cost_key", None)) for name, stage in STAGES]
+
+    def costs(tile: Tile) -> list[StageCost]:
+        row = []
+        for name, stage, key_of in keyed:
+            if key_of is None:
+                row.append(stage.cost(ctx, tile))
+                continue
+            key = (name, *key_of(ctx, tile))
+            cost = memo.get(key)
+            if cost is None:
+                cost = memo[key] = stage.cost(ctx, tile)
+            row.append(cost)
+        return row
+
+    return costs
+
+
 def modelled_cost(layer: LayerConfig, hw: HardwareConfig, plan: TilePlan) -> tuple[int, int]:
     """The planner's objective: (scheduled cycles, DRAM bytes read + written) of ``plan``'s tiles, from the
     stages' cost functions alone (no values)."""
-    ctx = LayerContext(layer, hw, plan)
-    costs = [[stage.cost(ctx, tile) for _, stage in STAGES] for tile in plan.tiles]
+    costs_of = tile_costs(LayerContext(layer, hw, plan))
+    costs = [costs_of(tile) for tile in plan.tiles]
     _, ends = schedule([[c.cycles for c in row] for row in costs], overlap_of(plan, hw))
     dram = sum(c.dram_read_bytes + c.dram_write_bytes for row in costs for c in row)
     return max((row[-1] for row in ends), default=0), dram
@@ -147,22 +170,28 @@ def simulate_layer(layer: LayerConfig, hw: HardwareConfig, method_choice: str, t
     if tensors is not None:
         sram = Sram(hw.sram)
         dram = Dram(_dram_ifmap(tensors.ifmap, hw), tensors.weight, tensors.bias, _dram_ofmap(layer, hw))
+    costs_of = tile_costs(ctx)
     for tile in plan.tiles:
-        row = []
-        for name, stage in STAGES:
-            cost = stage.cost(ctx, tile)
-            if sram is not None:
+        row = costs_of(tile)
+        if sram is not None:
+            for (name, stage), cost in zip(STAGES, row, strict=True):
                 stage.execute(sram, dram, ctx, tile)
                 if observer is not None:
                     observer(name, tile, sram, cost)
-            row.append(cost)
         costs.append(row)
     if ctx.overflows:  # on_overflow=error: the first output in NCHW order, whatever the tiling
         raise min(ctx.overflows, key=lambda err: err.coord)
     starts, ends = schedule([[c.cycles for c in row] for row in costs], overlap_of(plan, hw))
     table = energy_table(hw)
-    events = tuple(TileEvent(STAGE_NAMES[s], t, starts[t][s], ends[t][s],
-                             cost_energy(STAGE_NAMES[s], costs[t][s], table).fj)
+    energy: dict[tuple[int, int], int] = {}  # (stage, id of a shared cost record) -> its energy in fJ
+
+    def fj(s: int, cost: StageCost) -> int:
+        key = (s, id(cost))
+        if key not in energy:
+            energy[key] = cost_energy(STAGE_NAMES[s], cost, table).fj
+        return energy[key]
+
+    events = tuple(TileEvent(STAGE_NAMES[s], t, starts[t][s], ends[t][s], fj(s, costs[t][s]))
                    for t in range(len(costs)) for s in range(len(STAGES)) if not costs[t][s].skipped)
     report = summarize(layer, hw, plan, STAGE_NAMES, costs, starts, ends)
     return SimResult(layer, dram.ofmap if dram is not None else None, report, events, plan, tensors)

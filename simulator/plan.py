@@ -39,10 +39,7 @@ class Tile:
     regions: tuple[Region, ...]
 
     def region(self, name: str) -> Region:
-        for r in self.regions:
-            if r.name == name:
-                return r
-        raise KeyError(name)
+        return _by_name(self.regions)[name]
 
     @property
     def first_slice(self) -> bool:
@@ -81,6 +78,21 @@ class TilePlan:
         """The tile shape and loop order, as the report states them."""
         return (f"{self.oc_per_tile} oc x {self.ic_per_tile} ic x {self.rows_per_tile} rows x {self.cols_per_tile} "
                 f"cols, loop {self.loop_order}, {self.slots} slot(s)")
+
+
+_BY_NAME: dict[int, tuple[tuple[Region, ...], dict[str, Region]]] = {}
+
+
+def _by_name(regions: tuple[Region, ...]) -> dict[str, Region]:
+    """A tile's regions by name, one dict per region tuple (the tiles of one shape and slot share theirs). Keyed
+    by identity (hashing the regions would cost more than the lookup saves); the tuple is held with its dict, so
+    an identity is never reused while its entry lives."""
+    seen = _BY_NAME.get(id(regions))
+    if seen is None or seen[0] is not regions:
+        if len(_BY_NAME) >= 4096:
+            _BY_NAME.clear()
+        seen = _BY_NAME[id(regions)] = (regions, {r.name: r for r in regions})
+    return seen[1]
 
 
 def tile_spans(tile: Tile, buffer: str) -> set[tuple[int, int]]:

@@ -143,9 +143,18 @@ class Region:
     def size_bytes(self) -> int:
         return layout_size_bytes(self.shape, np.dtype(self.dtype), self.layout, self.c0)
 
-    @property
+    @functools.cached_property
     def end_addr(self) -> int:
         return self.base_addr + self.size_bytes
+
+    @functools.cached_property
+    def physical_shape(self) -> tuple[int, ...]:
+        """The shape of the region's bytes in storage order (see :func:`physical_shape`)."""
+        return physical_shape(self.shape, self.layout, self.c0)
+
+    @functools.cached_property
+    def np_dtype(self) -> np.dtype:
+        return np.dtype(self.dtype)
 
 
 class Sram:
@@ -173,8 +182,7 @@ class Sram:
         self.check_fits(region)
         if tuple(logical.shape) != region.shape:
             raise ValueError(f"region {region.name!r}: writing shape {logical.shape}, region is {region.shape}")
-        phys = self.raw(region).view(np.dtype(region.dtype)).reshape(
-            physical_shape(region.shape, region.layout, region.c0))
+        phys = self.raw(region).view(region.np_dtype).reshape(region.physical_shape)
         store_physical(phys, logical, region.layout)
         self.peak_bytes[region.buffer] = max(self.peak_bytes[region.buffer], region.end_addr)
 
@@ -189,6 +197,5 @@ class Sram:
 
 def decode_region(raw: np.ndarray, region: Region) -> np.ndarray:
     """Bytes of a region -> logical array. Shared by the SRAM model and the dump reader."""
-    phys_shape = physical_shape(region.shape, region.layout, region.c0)
-    phys = raw.view(np.dtype(region.dtype)).reshape(phys_shape)
+    phys = raw.view(region.np_dtype).reshape(region.physical_shape)
     return from_physical(phys, region.shape, region.layout)

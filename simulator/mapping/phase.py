@@ -10,6 +10,7 @@ every tile starts at phase 0 on both axes.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -109,7 +110,22 @@ def split_phases(weight: np.ndarray, groups: int, pairs: tuple[tuple[PhaseAxis, 
     if not pairs:
         return np.zeros((0, weight.shape[1] * groups, weight.shape[0] // groups, 1, 1), dtype=weight.dtype)
     swapped = _swap(weight, groups)  # once for all phases
-    return np.stack([_phase_from_swapped(swapped, ph, pw) for ph, pw in pairs])
+    p, u, v, t, s = _split_taps(pairs)
+    out = np.zeros((len(pairs), *swapped.shape[:2], len(pairs[0][0].taps), len(pairs[0][1].taps)),
+                   dtype=swapped.dtype)
+    # every (phase, sub-tap) <- original tap in one fancy-indexed copy: (P, kh', kw', O, I) <- (kh, kw, O, I)
+    out.transpose(0, 3, 4, 1, 2)[p, u, v] = swapped.transpose(2, 3, 0, 1)[t, s]
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _split_taps(pairs: tuple[tuple[PhaseAxis, PhaseAxis], ...]) -> tuple[np.ndarray, ...]:
+    """(phase, sub-tap row, sub-tap column, original tap row, original tap column) of every sub-kernel tap that
+    has an original tap, as index arrays (the same copies :func:`phase_kernel` makes one phase at a time)."""
+    rows = [(i, u, v, t, s) for i, (ph, pw) in enumerate(pairs) for u, t in enumerate(ph.taps) if t is not None
+            for v, s in enumerate(pw.taps) if s is not None]
+    return tuple(np.array(col, dtype=np.intp) for col in zip(*rows, strict=True)) if rows else \
+        tuple(np.zeros(0, dtype=np.intp) for _ in range(5))
 
 
 # ------------------------------------------------------------------------------------------- interleave (pure)

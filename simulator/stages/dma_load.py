@@ -85,6 +85,15 @@ def cost(ctx: LayerContext, tile: Tile) -> StageCost:
                      writes=tuple(writes))
 
 
+def cost_key(ctx: LayerContext, tile: Tile) -> tuple[object, ...]:
+    """Everything :func:`cost` reads from a tile: tiles with equal keys cost the same (the pipeline computes the
+    cost once per key). Region tuples are shared by the tiles of one shape and slot, so their identity stands
+    for their shapes."""
+    _, c_in, h_in, w_in = ctx.layer.input_shape
+    return (id(tile.regions), tile.ic == (0, c_in), tile.in_rows == (0, h_in), tile.in_cols == (0, w_in),
+            tile.load_weight)
+
+
 def weight_descriptors(ctx: LayerContext, shape: tuple[int, ...]) -> int:
     """Contiguous DRAM runs of a tile's weight slice: a conv weight's output-channel slice is one run (one per
     output channel when it holds a slice of the input channels); a transposed weight (C_in, C_out/g, kh, kw)

@@ -428,6 +428,13 @@ def cost(ctx: LayerContext, tile: Tile) -> StageCost:
         macs_useful=useful_macs(layer, tile.oh, tile.ow, tile.oc_count, icg))
 
 
+def cost_key(ctx: LayerContext, tile: Tile) -> tuple[object, ...]:
+    """Everything :func:`cost` reads from a tile: equal keys, equal costs (see ``dma_load.cost_key``; the output
+    rows and columns for the useful MACs at the layer's borders)."""
+    return (id(tile.regions), id(tile.jobs), tile.ic[1] - tile.ic[0], tile.num_groups, tile.oc_count,
+            tile.first_slice, tile.oh, tile.ow)
+
+
 def _reused_row_operand(memo: dict[object, tuple[bytes, np.ndarray]], index: int, weight: np.ndarray,
                         groups: int) -> np.ndarray:
     """:func:`row_operand`, converted once per weight image: the row tiles of one output-channel tile read the

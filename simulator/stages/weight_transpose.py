@@ -19,7 +19,7 @@ from simulator.sram import Sram
 from simulator.stages.common import SKIPPED, Dram, LayerContext, StageCost
 from simulator.tiling import Tile
 
-__all__ = ["cost", "execute", "flip_and_swap", "phase_kernel", "split_phases", "transpose_cycles"]
+__all__ = ["cost", "cost_key", "execute", "flip_and_swap", "phase_kernel", "split_phases", "transpose_cycles"]
 
 # The value functions (flip_and_swap, split_phases) belong to the mappings that use them
 # (simulator/mapping/swell.py, simulator/mapping/phase.py); this module is the unit that runs them.
@@ -42,6 +42,11 @@ def cost(ctx: LayerContext, tile: Tile) -> StageCost:
     return StageCost(cycles=transpose_cycles(src.size_bytes, dst.size_bytes, ctx.hw.weight_transpose),
                      sram_read_bytes={"weight": src.size_bytes}, sram_write_bytes={"weight": dst.size_bytes},
                      writes=(out_name,))
+
+
+def cost_key(ctx: LayerContext, tile: Tile) -> tuple[object, ...]:
+    """Everything :func:`cost` reads from a tile (its regions' shapes, whether it loads weights)."""
+    return id(tile.regions), tile.load_weight
 
 
 def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:

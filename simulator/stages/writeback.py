@@ -21,7 +21,7 @@ from simulator.stages.common import SKIPPED, Dram, LayerContext, StageCost
 from simulator.stages.dma_load import activation_transfer, dma_cycles
 from simulator.tiling import Tile
 
-__all__ = ["bias_add_cycles", "cost", "execute", "interleave", "out_slice"]
+__all__ = ["bias_add_cycles", "cost", "cost_key", "execute", "interleave", "out_slice"]
 
 # -------------------------------------------------------------------------------------------------- cost (pure)
 
@@ -48,6 +48,13 @@ def cost(ctx: LayerContext, tile: Tile) -> StageCost:
                      sram_read_bytes={"psum": psum + ofmap.size_bytes, "weight": bias.size_bytes},
                      sram_write_bytes={"psum": ofmap.size_bytes}, dram_write_bytes=ofmap.size_bytes,
                      writes=(OFMAP,))
+
+
+def cost_key(ctx: LayerContext, tile: Tile) -> tuple[object, ...]:
+    """Everything :func:`cost` reads from a tile: equal keys, equal costs (see ``dma_load.cost_key``)."""
+    out_h, out_w = ctx.layer.output_hw
+    return (id(tile.regions), id(tile.jobs), tile.last_slice, tile.oc == (0, ctx.layer.out_channels),
+            tile.oh == (0, out_h), tile.ow == (0, out_w))
 
 
 def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:

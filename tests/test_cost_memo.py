@@ -1,0 +1,42 @@
+"""The pipeline costs a tile once per distinct ``cost_key`` of each stage (simulator.pipeline.tile_costs): every
+key must hold everything its stage's cost function reads from a tile. Checked here against the cost functions
+called on every tile, over plans with input-channel slices, width tiles, border tiles, groups and both methods."""
+
+from __future__ import annotations
+
+import pytest
+
+from simulator.config import HardwareConfig, load_config
+from simulator.pipeline import STAGES, plan_for, tile_costs
+from simulator.stages.common import LayerContext
+from tests.conftest import REPO
+
+SMALL = {"sram": {b: {"size_bytes": 16384} for b in ("ifmap", "weight", "psum")}}
+
+
+def _hw(hw: HardwareConfig, small: bool) -> HardwareConfig:
+    if not small:
+        return hw
+    data = hw.model_dump(mode="json")
+    for buffer, extra in SMALL["sram"].items():
+        data["sram"][buffer].update(extra)
+    return HardwareConfig.model_validate(data)
+
+
+@pytest.mark.parametrize("config", ["configs/dcgan_512_256.yaml", "configs/grouped_dilated_asym.yaml",
+                                    "configs/unet_up_128_64_small.yaml", "configs/conv2d_basic.yaml",
+                                    "configs/fsrcnn_deconv.yaml"])
+@pytest.mark.parametrize("method", ["swell", "phase"])
+@pytest.mark.parametrize("small", [False, True])
+def test_memoised_costs_equal_the_cost_functions_on_every_tile(config: str, method: str, small: bool) -> None:
+    cfg = load_config(REPO / config)
+    hw = _hw(cfg.hardware, small)
+    for layer in cfg.layers:
+        plan = plan_for(layer, hw, method)
+        ctx = LayerContext(layer, hw, plan)
+        costs_of = tile_costs(ctx)
+        memoised = [costs_of(tile) for tile in plan.tiles]
+        direct = [[stage.cost(ctx, tile) for _, stage in STAGES] for tile in plan.tiles]
+        assert memoised == direct
+        if len(plan.tiles) > 4:  # the memo is hit: tiles of one shape share a record
+            assert len({id(c) for row in memoised for c in row}) < len(plan.tiles) * len(STAGES)
