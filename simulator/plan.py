@@ -38,6 +38,20 @@ class Tile:
     jobs: tuple[ConvJob, ...]
     regions: tuple[Region, ...]
 
+    @classmethod
+    def make(cls, index: int, n: int, oh: Range, ow: Range, oc: Range, groups: Range, ic: Range, ic_slice: int,
+             ic_slices: int, in_rows: Range, in_cols: Range, slot: int, psum_slot: int, weight_slot: int,
+             load_weight: bool, jobs: tuple[ConvJob, ...], regions: tuple[Region, ...]) -> Tile:
+        """``Tile(...)``, built faster: a frozen dataclass's ``__init__`` sets each field through
+        ``object.__setattr__``, one call per field; the planner builds thousands of tiles, so this sets the new
+        instance's field dict at once (the same object: equal to, and hashing as, ``Tile(...)``)."""
+        tile = object.__new__(cls)
+        object.__setattr__(tile, "__dict__", {
+            "index": index, "n": n, "oh": oh, "ow": ow, "oc": oc, "groups": groups, "ic": ic, "ic_slice": ic_slice,
+            "ic_slices": ic_slices, "in_rows": in_rows, "in_cols": in_cols, "slot": slot, "psum_slot": psum_slot,
+            "weight_slot": weight_slot, "load_weight": load_weight, "jobs": jobs, "regions": regions})
+        return tile
+
     def region(self, name: str) -> Region:
         return _by_name(self.regions)[name]
 
@@ -103,16 +117,16 @@ def peak_occupancy(tiles: list[Tile], slots: int) -> dict[str, int]:
     """Peak bytes live per buffer: one tile (serial) or two consecutive tiles (double-buffered). Regions two
     consecutive tiles share (resident weights, the psum of one spatial tile's slices) are counted once."""
     peak = dict.fromkeys(BUFFERS, 0)
-    done: set[tuple[int, int]] = set()  # tiles of one shape share their region tuple: each pair summed once
-    prev: tuple[Region, ...] = ()
-    for i, tile in enumerate(tiles):
-        pair = (id(prev), id(tile.regions)) if slots == 2 and i > 0 else (0, id(tile.regions))
-        if pair not in done:
-            done.add(pair)
-            for buffer in BUFFERS:
-                spans = {(r.base_addr, r.end_addr) for r in tile.regions if r.buffer == buffer}
-                if slots == 2 and i > 0:
-                    spans |= {(r.base_addr, r.end_addr) for r in prev if r.buffer == buffer}
-                peak[buffer] = max(peak[buffer], sum(end - base for base, end in spans))
-        prev = tile.regions
+    # tiles of one shape share their region tuple: each distinct (previous, current) pair is summed once
+    by_id = {id(t.regions): t.regions for t in tiles}
+    ids = [id(t.regions) for t in tiles]
+    if slots == 2:
+        pairs = dict.fromkeys(zip([None, *ids[:-1]], ids, strict=True))
+    else:
+        pairs = dict.fromkeys((None, i) for i in ids)
+    for prev_id, cur_id in pairs:
+        regions = by_id[cur_id] + (by_id[prev_id] if prev_id is not None else ())
+        for buffer in BUFFERS:
+            spans = {(r.base_addr, r.end_addr) for r in regions if r.buffer == buffer}
+            peak[buffer] = max(peak[buffer], sum(end - base for base, end in spans))
     return peak

@@ -217,19 +217,21 @@ class _Planner:
             else:
                 slices = [(groups[0] * cin_g + i, groups[0] * cin_g + min(cin_g, i + ic_per))
                           for i in range(0, cin_g, ic_per)]
-            first = True
+            first, n_slices, oc_n = True, len(slices), oc[1] - oc[0]
             for n, oh, ow in itertools.product(range(self.mapping.n_img), row_ranges, col_ranges):
                 rw, cw = self.window(0, *oh), self.window(1, *ow)
                 jobs = self._jobs.get((rw.jobs, cw.jobs))
                 if jobs is None:
                     jobs = self._jobs[(rw.jobs, cw.jobs)] = self.mapping.jobs(rw.jobs, cw.jobs)
+                psum_slot = spatial % slots
                 for k, ic in enumerate(slices):
-                    load = first or len(slices) > 1  # weights stay resident only while there is one slice
+                    load = first or n_slices > 1  # weights stay resident only while there is one slice
                     weight_loads += load
-                    slot_ids = (index % slots, (weight_loads - 1) % slots, spatial % slots)
-                    regions = self.regions(rw.size, cw.size, oc[1] - oc[0], ic[1] - ic[0], slot_ids)
-                    yield Tile(index, n, oh, ow, oc, groups, ic, k, len(slices), rw.inputs, cw.inputs,
-                               slot_ids[0], slot_ids[2], slot_ids[1], load, jobs, regions)
+                    slot, weight_slot = index % slots, (weight_loads - 1) % slots
+                    key = (rw.size, cw.size, oc_n, ic[1] - ic[0], (slot, weight_slot, psum_slot))
+                    regions = self._regions.get(key) or self.regions(*key)
+                    yield Tile.make(index, n, oh, ow, oc, groups, ic, k, n_slices, rw.inputs, cw.inputs, slot,
+                                    psum_slot, weight_slot, load, jobs, regions)
                     index += 1
                     first = False
                 spatial += 1

@@ -40,3 +40,14 @@ def test_memoised_costs_equal_the_cost_functions_on_every_tile(config: str, meth
         assert memoised == direct
         if len(plan.tiles) > 4:  # the memo is hit: tiles of one shape share a record
             assert len({id(c) for row in memoised for c in row}) < len(plan.tiles) * len(STAGES)
+
+
+def test_fast_tile_construction_equals_the_dataclass_init() -> None:
+    from dataclasses import astuple, fields
+
+    from simulator.plan import Tile
+
+    values = (3, 1, (0, 4), (4, 8), (0, 7), (0, 1), (128, 256), 1, 4, (0, 3), (2, 66), 1, 0, 1, True, (), ())
+    made, built = Tile.make(*values), Tile(*values)
+    assert made == built and hash(made) == hash(built) and astuple(made) == values
+    assert [f.name for f in fields(Tile)] == list(made.__dict__)  # make lists every field, in order
