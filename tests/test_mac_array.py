@@ -149,7 +149,7 @@ def test_reused_weight_operand_follows_the_sram_bytes():
     changed = first.copy()
     changed[2, 1, 1, 0] ^= 1
     for w in (first, first.copy(), changed, first):
-        got = mac_array._reused_row_operand(memo, 0, w, 1)
+        got = mac_array._reused_row_operands(memo, w, [w], 1)(0, w, 1)
         assert got.shape == (2, 1, 3, 3, 4) and got.dtype == np.float32
         for u, v, m, c in np.ndindex(2, 3, 3, 4):
             assert got[u, 0, v, m, c] == w[m, c, u, v]

@@ -35,7 +35,7 @@ class LayerContext:
     layer: LayerConfig
     hw: HardwareConfig
     plan: TilePlan
-    memo: dict[object, tuple[bytes, np.ndarray]] = field(default_factory=dict, compare=False, repr=False)
+    memo: dict[object, tuple[bytes, object]] = field(default_factory=dict, compare=False, repr=False)
     # accumulator overflows seen under on_overflow=error; the pipeline raises the first in NCHW order at the end
     overflows: list[AccumulatorOverflowError] = field(default_factory=list, compare=False, repr=False)
 

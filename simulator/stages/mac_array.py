@@ -97,6 +97,8 @@ def nonzero_pixels(x: np.ndarray) -> np.ndarray:
 def support_grid(nonzero: np.ndarray) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     """The coarsest grid of rows x columns holding every non-zero pixel of the (H, W) mask: ((first, step, count)
     of the rows, same of the columns). A swelled ifmap's grid has the stride as its step; dense data has step 1."""
+    if nonzero.size and nonzero.all():  # dense data (the common case without swelling): every row and column
+        return (0, 1, nonzero.shape[0]), (0, 1, nonzero.shape[1])
     return (_progression(np.flatnonzero(nonzero.any(axis=1))),
             _progression(np.flatnonzero(nonzero.any(axis=0))))
 
@@ -435,18 +437,18 @@ def cost_key(ctx: LayerContext, tile: Tile) -> tuple[object, ...]:
             tile.first_slice, tile.oh, tile.ow)
 
 
-def _reused_row_operand(memo: dict[object, tuple[bytes, np.ndarray]], index: int, weight: np.ndarray,
-                        groups: int) -> np.ndarray:
-    """:func:`row_operand`, converted once per weight image: the row tiles of one output-channel tile read the
-    same weight bytes from SRAM. The bytes are compared (not assumed unchanged) before a conversion is reused."""
-    raw = weight.tobytes()
-    key = ("mac_array.row_operand", index, weight.shape, groups)
+def _reused_row_operands(memo: dict[object, tuple[bytes, object]], raw: np.ndarray, weights: list[np.ndarray],
+                         groups: int) -> Operand:
+    """:func:`row_operand` of every job's weight, converted once per weight image: the row tiles of one
+    output-channel tile read the same weight bytes from SRAM. The region's bytes ``raw`` are compared (not assumed
+    unchanged) before the conversions are reused."""
+    image = raw.tobytes()
+    key = ("mac_array.row_operands", tuple(w.shape for w in weights), groups)
     seen = memo.get(key)
-    if seen is not None and seen[0] == raw:
-        return seen[1]
-    converted = row_operand(weight, groups)
-    memo[key] = (raw, converted)
-    return converted
+    if seen is None or seen[0] != image:
+        seen = memo[key] = (image, [row_operand(w, groups) for w in weights])
+    converted: list[np.ndarray] = seen[1]  # type: ignore[assignment]
+    return lambda index, weight, groups: converted[index]
 
 
 def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
@@ -463,7 +465,8 @@ def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
     if fused:  # every job of the tile reads the same staged input: one pass of shared band GEMMs
         exact = _conv_exact(x, [(w, job.dilation, job.in_offset, job.out_hw)
                                 for job, w in zip(tile.jobs, job_weights, strict=True)], groups,
-                            functools.partial(_reused_row_operand, ctx.memo))
+                            _reused_row_operands(ctx.memo, sram.raw(tile.region(mapping.conv_weight)),
+                                                 job_weights, groups))
     for i, (job, w, k) in enumerate(zip(tile.jobs, job_weights, reductions, strict=True)):
         region = tile.region(job.psum_region)
         initial = None if tile.first_slice else sram.read(region)
