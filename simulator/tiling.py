@@ -208,22 +208,18 @@ class _Planner:
     def iter_tiles(self, shape: Shape) -> Iterator[Tile]:
         """The tiles of ``shape`` in loop order (oc > n > oh > ow > ic)."""
         rows, cols, oc_per, ic_per = shape
-        cin_g, slots = self.cin_g, self.slots
+        cin_g, slots, index, spatial, weight_loads = self.cin_g, self.slots, 0, 0, 0
         row_ranges, col_ranges = _ranges(self.out_hw[0], rows), _ranges(self.out_hw[1], cols)
-        index = spatial = weight_loads = 0
         for oc, groups in _iter_oc_ranges(self.cout_g, self.layer.groups, oc_per):
-            if ic_per >= cin_g:
-                slices = [(groups[0] * cin_g, groups[1] * cin_g)]
-            else:
-                slices = [(groups[0] * cin_g + i, groups[0] * cin_g + min(cin_g, i + ic_per))
-                          for i in range(0, cin_g, ic_per)]
+            slices = [(groups[0] * cin_g, groups[1] * cin_g)] if ic_per >= cin_g else [
+                (groups[0] * cin_g + i, groups[0] * cin_g + min(cin_g, i + ic_per)) for i in range(0, cin_g, ic_per)]
             first, n_slices, oc_n = True, len(slices), oc[1] - oc[0]
             for n, oh, ow in itertools.product(range(self.mapping.n_img), row_ranges, col_ranges):
                 rw, cw = self.window(0, *oh), self.window(1, *ow)
                 jobs = self._jobs.get((rw.jobs, cw.jobs))
                 if jobs is None:
                     jobs = self._jobs[(rw.jobs, cw.jobs)] = self.mapping.jobs(rw.jobs, cw.jobs)
-                psum_slot = spatial % slots
+                psum_slot = spatial % slots  # (one spatial tile's input-channel slices share its psum)
                 for k, ic in enumerate(slices):
                     load = first or n_slices > 1  # weights stay resident only while there is one slice
                     weight_loads += load
