@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.dump import BufferDump, Dumps
+from simulator.errors import ConvsimError
 from simulator.geometry import ceil_div
 from simulator.mapping.base import IFMAP
 from simulator.plan import Tile
@@ -154,10 +155,14 @@ def mac_task(ctx: LayerContext, tile: Tile, dumps: Dumps, rows: int, cols: int) 
 def _previous_slice(dumps: Dumps, tile: Tile, psum: Region) -> MemFile:
     """The psum the previous input-channel slice of the tile left (the tile just before it: slices are the
     innermost loop), as dumped after that slice's MAC array stage."""
-    found = _written(dumps, psum.name, tile.index, psum, before=True)
-    if found.tile != tile.index - 1:
-        raise LookupError(f"tile {tile.index} (input-channel slice {tile.ic_slice + 1} of {tile.ic_slices}): the "
-                          f"previous slice, tile {tile.index - 1}, was not dumped")
+    try:
+        found: BufferDump | None = _written(dumps, psum.name, tile.index, psum, before=True)
+    except LookupError:
+        found = None
+    if found is None or found.tile != tile.index - 1:
+        raise ConvsimError(f"tile {tile.index} (input-channel slice {tile.ic_slice + 1} of {tile.ic_slices}): the "
+                           f"previous slice, tile {tile.index - 1}, was not dumped (dump budget): check fewer "
+                           f"tiles with --tiles N")
     return _mem(found)
 
 
