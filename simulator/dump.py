@@ -37,6 +37,7 @@ from simulator.files import (
     sha256_bytes,
 )
 from simulator.sram import ACTIVATION_LAYOUTS, Region, Sram, bank_mapping, decode_region
+from simulator.stages import output_convert
 from simulator.stages.common import StageCost
 from simulator.tiling import Tile
 
@@ -181,7 +182,7 @@ class DumpWriter:
         rel = Path(stage) / f"tile{tile.index:04d}"
         buffers = []
         for name in dict.fromkeys(cost.writes):
-            region = tile.region(name)
+            region = output_convert.int8_region(tile) if name == output_convert.REGION else tile.region(name)
             buffers.append(self._dump_region(rel, stage, tile, region, sram.raw(region)))
         self.records[(stage, tile.index)] = {"skipped": False, "buffers": buffers}
 

@@ -54,7 +54,8 @@ def run_config(config: Path, out: str | None, golden_dir: Path, dumps: bool = Tr
             case = load_case(gold_dir)
             if case is not None:
                 check_case_matches(case, gold_dir, layer, cfg.hardware.accumulator.on_overflow)
-            tensors = case.tensors if case else make_tensors(cfg.data, layer, index if cfg.is_network else None)
+            tensors = case.tensors if case else make_tensors(cfg.layer_data(layer), layer,
+                                                                 index if cfg.is_network else None)
             observer = None
             if dumps:
                 from simulator.dump import DumpWriter

@@ -33,6 +33,7 @@ GENERATOR_VERSION = "2"
 TENSORS = {"ifmap": ("int8", "NCHW"), "weight": ("int8", "torch"), "bias": ("int32", "C"), "ofmap": ("int32", "NCHW")}
 VERSION_KEYS = ("torch_version", "numpy_version")
 MANIFEST = "manifest.json"
+LAYER_DEFAULTS_NOT_RECORDED: dict[str, Any] = {"quant": None, "input": "data", "data": None}
 _HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
@@ -101,11 +102,20 @@ def _portable_config(cfg: SimConfig, config_dir: Path | None) -> dict[str, Any]:
     """The resolved config as JSON data, with data file paths relative to the config's directory (or bare
     file names when it is unknown), so the manifest does not depend on where the repository is checked out."""
     resolved = cfg.model_dump(mode="json")
-    for src in resolved["data"].values():
-        if isinstance(src, dict) and "file" in src:
-            path = Path(src["file"])
-            src["file"] = (Path(os.path.relpath(path, config_dir.resolve())).as_posix() if config_dir is not None
-                           else path.name)
+    datas = [resolved["data"]]
+    for layer in resolved["layers"]:
+        # keys of the quantization work left out at their defaults: an int32 layer's manifest is as before
+        for key, default in LAYER_DEFAULTS_NOT_RECORDED.items():
+            if layer.get(key) == default:
+                del layer[key]
+        if layer.get("data"):
+            datas.append(layer["data"])
+    for data in datas:
+        for src in data.values():
+            if isinstance(src, dict) and "file" in src:
+                path = Path(src["file"])
+                src["file"] = (Path(os.path.relpath(path, config_dir.resolve())).as_posix()
+                               if config_dir is not None else path.name)
     return resolved
 
 
@@ -116,7 +126,7 @@ def case_files(cfg: SimConfig, layer: LayerConfig, index: int | None,
     ``config_dir`` is the directory of the config file; data file paths are recorded relative to it."""
     import torch
 
-    tensors = make_tensors(cfg.data, layer, index)
+    tensors = make_tensors(cfg.layer_data(layer), layer, index)
     ofmap = reference(layer, tensors, cfg.hardware.accumulator.on_overflow)
     arrays = {"ifmap": tensors.ifmap, "weight": tensors.weight, "bias": tensors.bias, "ofmap": ofmap}
     axes = tensor_axes(layer)

@@ -31,6 +31,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from simulator.config import MacArrayConfig
 from simulator.fixedpoint import (
+    INT32_MAX,
     OverflowPolicy,
     exact_sum_to_int32,
     narrow_to_int32,
@@ -297,20 +298,21 @@ def _row_gemm_ok(k: int, stride: Pair, cg: int, policy: OverflowPolicy) -> bool:
 
 def conv_i8_i32(x: np.ndarray, weight: np.ndarray, groups: int, stride: Pair, dilation: Pair, in_offset: Pair,
                 out_hw: Pair, policy: OverflowPolicy, origin: tuple[int, ...] = (),
-                scale: tuple[int, ...] = ()) -> np.ndarray:
+                scale: tuple[int, ...] = (), in_order: bool = False) -> np.ndarray:
     """The MAC array's result: int32 psum (M, OH, OW) of conv(x (C, H, W) int8, weight (M, C/g, kh, kw) int8).
 
     x is placed at ``in_offset`` of a zero canvas (implicit padding; negative crops). Raises
     AccumulatorOverflowError under ``error``; ``origin``/``scale`` map (m, oh, ow) to the coordinates it names.
+    ``in_order`` forces the in-order int64 path (any integer operands, e.g. zero-point-centred ones).
     """
     m, cg, kh, kw = weight.shape
     oh, ow = out_hw
     if min(m, oh, ow) == 0:
         return np.zeros((m, oh, ow), dtype=np.int32)
     k = kh * kw * cg
-    in_order = not reduction_is_order_free(k) and policy != "wrap"
+    in_order = in_order or (not reduction_is_order_free(k) and policy != "wrap")
     what = "accumulator of output"
-    if _row_gemm_ok(k, stride, cg, policy):
+    if not in_order and _row_gemm_ok(k, stride, cg, policy):
         exact = _conv_shifted(x, weight, groups, dilation, in_offset, out_hw)
         return narrow_to_int32(exact, policy, what=what, origin=origin, scale=scale)
     canvas_hw = ((oh - 1) * stride[0] + dilation[0] * (kh - 1) + 1, (ow - 1) * stride[1] + dilation[1] * (kw - 1) + 1)
@@ -335,6 +337,46 @@ def conv_i8_i32(x: np.ndarray, weight: np.ndarray, groups: int, stride: Pair, di
             out[:, :, span] = np.matmul(w, cols.transpose(0, 2, 1))  # exact: integers below 2**53
     raise_overflow(overflowed.reshape(m, oh, ow), out.reshape(m, oh, ow), "running sum of output", origin, scale)
     return narrow_to_int32(out.reshape(m, oh, ow), policy, what=what, origin=origin, scale=scale)
+
+
+CENTRED_MAX_PRODUCT = 255 * 255  # |(x - x_zp) * (w - w_zp)| for int8 values and zero points
+
+
+def int8_parts(x: np.ndarray) -> list[np.ndarray]:
+    """Split integers in [-255, 255] into int8 arrays that sum to them: ``clip(x, -128, 127)``, then the same of
+    what is left while anything is (at most three parts: 255 = 127 + 127 + 1). Zeros stay zero in every part, so
+    the GEMM paths' zero skipping still applies."""
+    parts = [np.clip(x, -128, 127).astype(np.int8)]
+    rest = x.astype(np.int16) - parts[0]
+    while rest.size and rest.any():
+        parts.append(np.clip(rest, -128, 127).astype(np.int8))
+        rest = rest - parts[-1]
+    return parts
+
+
+def conv_centred_i32(x: np.ndarray, weight: np.ndarray, x_zp: int, w_zp: int, groups: int, stride: Pair,
+                     dilation: Pair, in_offset: Pair, out_hw: Pair, policy: OverflowPolicy,
+                     origin: tuple[int, ...] = (), scale: tuple[int, ...] = ()) -> np.ndarray:
+    """The MAC array of a quantized layer: int32 psum of conv(x - x_zp, weight - w_zp), the zero points subtracted
+    at the PE inputs (9-bit operands, 18-bit products). Implicit padding is 0 after the subtraction, i.e. real 0.
+
+    Exact: each centred operand is a sum of at most two int8 arrays (:func:`int8_parts`), and the conv is bilinear,
+    so the int8 GEMM paths compute every partial product exactly; the partial sums add in int64 and narrow once
+    under ``policy``. When a running sum could leave int32 (K * 255^2 >= 2^31) and the policy cares about order,
+    the in-order int64 path runs on the centred operands themselves.
+    """
+    xc = x.astype(np.int16) - np.int16(x_zp)
+    wc = weight.astype(np.int16) - np.int16(w_zp)
+    m, cg, kh, kw = weight.shape
+    if policy != "wrap" and kh * kw * cg * CENTRED_MAX_PRODUCT > INT32_MAX:
+        return conv_i8_i32(xc, wc, groups, stride, dilation, in_offset, out_hw, policy, origin, scale, in_order=True)
+    total = np.zeros((m, *out_hw), dtype=np.int64)
+    for xp in int8_parts(xc):
+        for wp in int8_parts(wc):
+            total += conv_i8_i32(xp, wp, groups, stride, dilation, in_offset, out_hw, "wrap")
+    if policy == "wrap":  # each part wrapped mod 2^32: so is the sum
+        return total.astype(np.int32)
+    return narrow_to_int32(total, policy, what="accumulator of output", origin=origin, scale=scale)
 
 
 # -------------------------------------------------------------------------------------------------- cost (pure)
@@ -413,6 +455,14 @@ def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
     policy = ctx.hw.accumulator.on_overflow
     groups = tile.num_groups
     job_weights = [weights[job.weight_index] if ctx.plan.method == "phase" else weights for job in tile.jobs]
+    quant = ctx.layer.quant
+    if quant is not None:  # zero points subtracted at the PE inputs
+        for job, w in zip(tile.jobs, job_weights, strict=True):
+            origin = (tile.n, tile.oc[0], tile.oh[0] + job.out_start[0], job.out_start[1])
+            psum = conv_centred_i32(x, w, quant.input.zero_point, quant.weight.zero_point, groups, job.stride,
+                                    job.dilation, job.in_offset, job.out_hw, policy, origin, (1, 1, *job.out_step))
+            sram.write(tile.region(job.psum_region), psum)
+        return
     fused = all(_row_gemm_ok(w.shape[1] * w.shape[2] * w.shape[3], job.stride, w.shape[1], policy)
                 and min(w.shape[0], *job.out_hw) > 0 for job, w in zip(tile.jobs, job_weights, strict=True))
     if fused:  # every job of the tile reads the same staged input: one pass of shared band GEMMs
