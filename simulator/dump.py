@@ -42,7 +42,7 @@ from simulator.stages.common import StageCost
 from simulator.tiling import Tile
 
 FORMAT = "convsim-dumps/1"
-STAGE_ORDER = ("load", "swell", "weight_transpose", "mac_array", "writeback")
+STAGE_ORDER = ("load", "swell", "weight_transpose", "mac_array", "writeback", "output_convert")
 DEFAULT_BUDGET_BYTES = 64 * 1024 * 1024  # per layer; see docs/dumps.md for measured figures
 NPY_HEADER_BYTES = 128
 HEX_HEADER_BYTES = 1024  # upper bound of the comment header

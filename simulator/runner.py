@@ -10,13 +10,16 @@ totals. Golden cases live at ``<golden-dir>/<name>/`` (single layer) or ``<golde
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from simulator.compare import compare
 from simulator.config import LayerConfig, SimConfig, load_config
-from simulator.data import make_tensors
+from simulator.data import LayerTensors, make_tensors
 from simulator.files import atomic_write_bytes as write_bytes
 from simulator.files import atomic_write_json, check_writable_dir, npy_bytes, staged_directory
 from simulator.golden import case_differences, case_files, check_case_matches, load_case, write_case
@@ -49,13 +52,18 @@ def run_config(config: Path, out: str | None, golden_dir: Path, dumps: bool = Tr
     with staged_directory(run_dir) as stage:
         entries = layer_dirs(cfg, stage)
         golden_entries = layer_dirs(cfg, golden_dir / cfg.name)
+        previous: np.ndarray | None = None
         for (index, layer, layer_dir), (_, _, gold_dir) in zip(entries, golden_entries, strict=True):
             _progress(index, len(entries), f"layer {layer.name}")
             case = load_case(gold_dir)
             if case is not None:
                 check_case_matches(case, gold_dir, layer, cfg.hardware.accumulator.on_overflow)
-            tensors = case.tensors if case else make_tensors(cfg.layer_data(layer), layer,
-                                                                 index if cfg.is_network else None)
+            tensors = case.tensors if case else make_tensors(
+                cfg.layer_data(layer), layer, index if cfg.is_network else None)
+            if layer.input == "previous" and previous is not None and layer.quant is not None:
+                tensors = LayerTensors(previous, tensors.weight, tensors.bias)  # the chain: this run's own output
+                print(f"{layer.name}: input = layer {cfg.layers[index - 1].name}'s int8 ofmap (scale "
+                      f"{layer.quant.input.scale!r}, zero_point {layer.quant.input.zero_point})")
             observer = None
             if dumps:
                 from simulator.dump import DumpWriter
@@ -65,6 +73,7 @@ def run_config(config: Path, out: str | None, golden_dir: Path, dumps: bool = Tr
             if observer is not None:
                 observer.finish(result)
             _write_run(layer_dir, result, trace)
+            previous = result.ofmap
             reports.append(result.report)
             if not cfg.is_network:  # a network prints one row per layer at the end instead
                 print(result.report.table())
@@ -73,10 +82,15 @@ def run_config(config: Path, out: str | None, golden_dir: Path, dumps: bool = Tr
                 print(f"{layer.name}: no golden case at {gold_dir} (run `convsim golden {config}`)")
                 continue
             cmp = compare(case.ofmap, result.ofmap)  # type: ignore[arg-type]
-            verdicts.append("PASS" if cmp.equal else "FAIL")
-            print(f"{layer.name}: {'PASS' if cmp.equal else 'FAIL'} against {gold_dir}")
+            acc_cmp = compare(case.acc, result.acc) if case.acc is not None and result.acc is not None else None
+            ok = cmp.equal and (acc_cmp is None or acc_cmp.equal)
+            verdicts.append("PASS" if ok else "FAIL")
+            what = " (int8 ofmap and int32 accumulators)" if acc_cmp is not None else ""
+            print(f"{layer.name}: {'PASS' if ok else 'FAIL'} against {gold_dir}{what}")
             if not cmp.equal:
                 print(cmp.report())
+            if acc_cmp is not None and not acc_cmp.equal:
+                print(acc_cmp.report("accumulators"))
         if cfg.is_network:
             _write_network(cfg, stage, reports, verdicts)
     return EXIT_MISMATCH if "FAIL" in verdicts else EXIT_OK
@@ -95,6 +109,8 @@ def _write_network(cfg: SimConfig, run_dir: Path, reports: list[LayerReport], ve
 
 def _write_run(layer_dir: Path, result: SimResult, trace: bool) -> None:
     write_bytes(layer_dir / "ofmap.npy", npy_bytes(result.ofmap))  # type: ignore[arg-type]
+    if result.acc is not None:  # a quantized layer: its int32 accumulators too
+        write_bytes(layer_dir / "acc.npy", npy_bytes(result.acc))
     atomic_write_json(layer_dir / "report.json", result.report.to_dict())
     if trace:
         atomic_write_json(layer_dir / "trace.json",
@@ -112,9 +128,13 @@ def golden_configs(configs: list[Path], golden_dir: Path, check: bool = False) -
             check_writable_dir(golden_dir, "golden directory")
         case_dir = golden_dir / cfg.name
         files: dict[str, bytes] = {}
+        previous: np.ndarray | None = None
         for index, layer, rel in layer_dirs(cfg, Path()):
-            layer_files = case_files(cfg, layer, index if cfg.is_network else None, config_dir=config.parent)
+            chained = previous if layer.input == "previous" else None
+            layer_files = case_files(cfg, layer, index if cfg.is_network else None, config_dir=config.parent,
+                                     ifmap=chained)
             files.update({(rel / name).as_posix(): data for name, data in layer_files.items()})
+            previous = np.load(io.BytesIO(layer_files["ofmap.npy"]), allow_pickle=False)
         if not check:
             write_case(case_dir, files)
             print(f"{case_dir}: written ({len(files)} files, {sum(map(len, files.values())):,} bytes)")
