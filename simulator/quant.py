@@ -8,8 +8,10 @@ formula with its source.
 Profiles:
 
 - ``fp32_rne``: fbgemm's float requantization (what torch's quantized conv modules run on the fbgemm engine):
-  the bias-free accumulator converted to float32, plus a float32 bias term, times a float32 multiplier, rounded
-  to nearest even, plus the output zero point, clamped. Every step is one float32 operation, as fbgemm does it.
+  the bias-free accumulator converted to float32, plus the float bias brought to the accumulator's scale (a fused
+  multiply-add by the reciprocal scale for per-tensor weights, a division for per-channel ones), times a float32
+  multiplier, rounded to nearest even, plus the output zero point, clamped. Every step is the float32 operation
+  fbgemm's AVX2 code performs.
 - ``tflite_double``: TFLite's reference ``QuantizeMultiplier`` (a Q31 multiplier and a power-of-two shift from
   the double-precision scale) and ``MultiplyByQuantizedMultiplier`` of the default build: gemmlowp's
   SaturatingRoundingDoublingHighMul, then RoundingDivideByPOT (two roundings).
@@ -112,30 +114,51 @@ def fp32_scales(input_scale: float, weight_scales: Sequence[float], output_scale
     return atws, (atws / s_y).astype(np.float32)
 
 
-def fp32_bias_term(bias_float: np.ndarray, atws: np.ndarray, per_channel: bool) -> np.ndarray:
-    """The float32 bias fbgemm adds to the float accumulator: ``bias / atws`` (per-channel weights: one float32
-    division per channel), or ``bias * float32(1.0 / atws)`` (per-tensor: the reciprocal computed in double)."""
-    bias = np.asarray(bias_float, dtype=np.float32)
-    if per_channel:
-        return (bias / atws).astype(np.float32)
-    reciprocal = np.float32(1.0 / float(atws[0]))
-    return (bias * reciprocal).astype(np.float32)
-
-
 def default_float_bias(bias: np.ndarray, atws: np.ndarray) -> np.ndarray:
     """The float bias of an int32 bias b: ``float32(b) * atws[c]`` (float32), the ``b * s_x * s_w[c]`` handed to
     torch's quantized module for the golden case."""
     return (np.asarray(bias).astype(np.float32) * atws).astype(np.float32)
 
 
-def requantize_fp32(acc_no_bias: np.ndarray, bias_term: np.ndarray, multiplier: np.ndarray) -> np.ndarray:
-    """fbgemm's float path on a (C, ...) accumulator without bias: ``rne(float32(float32(acc) + bias_term[c]) *
-    multiplier[c])`` as int64 (before the zero point). An out-of-range conversion gives INT32_MIN, as x86's
-    CVTPS2DQ does."""
+def fma_f32(a: np.ndarray, b: np.ndarray | np.float32, c: np.ndarray) -> np.ndarray:
+    """float32 fused multiply-add: ``a*b + c`` rounded once to float32 (nearest, ties to even), as an FMA
+    instruction does. a*b of two float32 is exact in float64; the float64 sum's rounding error is recovered
+    exactly (TwoSum) and decides the one case a double rounding could get wrong: a float64 sum that lands exactly
+    halfway between two float32 values."""
+    p = np.asarray(a, dtype=np.float64) * np.asarray(b, dtype=np.float64)
+    c64 = np.asarray(c, dtype=np.float64)
+    s = p + c64
+    v = s - p
+    err = (p - (s - v)) + (c64 - v)  # s + err == p + c exactly
+    r = s.astype(np.float32)
+    r64 = r.astype(np.float64)
+    neighbour = np.where(s > r64, np.nextafter(r, np.float32(np.inf)), np.nextafter(r, np.float32(-np.inf)))
+    midpoint = (s != r64) & (2 * s == r64 + neighbour.astype(np.float64))
+    toward = np.where(err > 0, np.maximum(r, neighbour), np.minimum(r, neighbour))
+    return np.where(midpoint & (err != 0), toward, r).astype(np.float32)
+
+
+def requantize_fp32(acc_no_bias: np.ndarray, bias_float: np.ndarray, atws: np.ndarray, multiplier: np.ndarray,
+                    per_channel: bool) -> np.ndarray:
+    """fbgemm's float path on a (C, ...) accumulator without bias, as int64 before the zero point:
+
+    - per-tensor weights: ``v = fma(bias_f, float32(1.0 / atws), float32(acc))`` (the reciprocal computed in
+      double; fbgemm's AVX2 code multiplies the bias by it and adds the converted accumulator, which the compiler
+      fuses into one FMA: one rounding);
+    - per-channel weights: ``v = float32(acc) + float32(bias_f[c] / atws[c])`` (a division, then an add);
+
+    then ``rne(float32(v * multiplier[c]))``. An out-of-range conversion gives INT32_MIN, as x86's CVTPS2DQ does.
+    """
     shape = (-1,) + (1,) * (acc_no_bias.ndim - 1)
-    value = np.asarray(acc_no_bias).astype(np.float32)
-    value = (value + bias_term.reshape(shape)).astype(np.float32)
-    value = (value * multiplier.reshape(shape)).astype(np.float32)
+    raw = np.asarray(acc_no_bias).astype(np.float32)
+    bias = np.asarray(bias_float, dtype=np.float32)
+    if per_channel:
+        term = (bias / np.asarray(atws, dtype=np.float32)).astype(np.float32)
+        value = (raw + term.reshape(shape)).astype(np.float32)
+    else:
+        reciprocal = np.float32(1.0 / float(atws[0]))
+        value = fma_f32(np.broadcast_to(bias.reshape(shape), raw.shape), reciprocal, raw)
+    value = (value * np.asarray(multiplier, dtype=np.float32).reshape(shape)).astype(np.float32)
     rounded = np.rint(value.astype(np.float64))  # rint: round half to even, like MXCSR's default mode
     out_of_range = ~((rounded >= INT32_MIN) & (rounded <= INT32_MAX))
     return np.where(out_of_range, INT32_MIN, np.nan_to_num(rounded)).astype(np.int64)
@@ -166,7 +189,7 @@ def requantize_integer(acc: np.ndarray, multiplier: np.ndarray, shift: np.ndarra
 __all__ = [
     "clamp_output",
     "default_float_bias",
-    "fp32_bias_term",
+    "fma_f32",
     "fp32_scales",
     "multiply_double_rounding",
     "multiply_single_rounding",

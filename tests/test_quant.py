@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from simulator.golden.quantized import _single, _tflite_double, q31_multiplier
 from simulator.quant import (
     clamp_output,
-    fp32_bias_term,
+    fma_f32,
     multiply_double_rounding,
     multiply_single_rounding,
     quantize_multiplier,
@@ -87,14 +87,41 @@ def test_double_and_single_rounding_by_hand() -> None:
 
 def test_fp32_rounds_half_to_even_and_adds_bias_in_float() -> None:
     acc = np.array([[1], [3], [-1], [5]], dtype=np.int64)  # (C=4, 1): 0.5, 1.5, -0.5, 2.5 after * 0.5
-    out = requantize_fp32(acc, np.zeros(4, dtype=np.float32), np.full(4, 0.5, dtype=np.float32))
-    assert out.ravel().tolist() == [0, 2, 0, 2]  # half to even
-    term = fp32_bias_term(np.array([0.75], dtype=np.float32), np.array([0.25], dtype=np.float32), True)
-    assert term.tolist() == [3.0]
+    atws, half = np.full(4, 0.25, dtype=np.float32), np.full(4, 0.5, dtype=np.float32)
+    zero = np.zeros(4, dtype=np.float32)
+    for per_channel in (True, False):
+        assert requantize_fp32(acc, zero, atws, half, per_channel).ravel().tolist() == [0, 2, 0, 2]  # half to even
+    # bias 0.75 at scale 0.25 is 3 accumulator units: 1 + 3 = 4 -> 2
+    bias = np.full(4, 0.75, dtype=np.float32)
+    assert requantize_fp32(acc, bias, atws, half, True).ravel().tolist() == [2, 3, 1, 4]
+
+
+def test_fma_rounds_once() -> None:
+    # (1 + 2^-20)(1 - 2^-20) + (2^24 + 2) = 2^24 + 3 - 2^-40: just below the midpoint 2^24 + 3 of the float32
+    # values 2^24 + 2 and 2^24 + 4. Its float64 sum rounds onto the midpoint, and a second rounding (ties to even)
+    # would give 2^24 + 4; one rounding gives 2^24 + 2.
+    a = np.array([1 + 2.0**-20], dtype=np.float32)
+    b, c = np.float32(1 - 2.0**-20), np.array([2.0**24 + 2], dtype=np.float32)
+    assert np.float32(a.astype(np.float64) * np.float64(b) + c.astype(np.float64)) == np.float32(2.0**24 + 4)
+    assert fma_f32(a, b, c)[0] == np.float32(2.0**24 + 2)
+    assert fma_f32(-a, b, -c)[0] == np.float32(-(2.0**24) - 2)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.floats(-1e6, 1e6, width=32), st.floats(-1e3, 1e3, width=32), st.floats(-1e6, 1e6, width=32))
+def test_fma_matches_exact_rationals(a: float, b: float, c: float) -> None:
+    from fractions import Fraction
+
+    from simulator.golden.quantized import _nearest_f32
+
+    exact = Fraction(a) * Fraction(b) + Fraction(c)
+    got = fma_f32(np.array([a], dtype=np.float32), np.float32(b), np.array([c], dtype=np.float32))[0]
+    assert got == _nearest_f32(exact)
 
 
 def test_fp32_out_of_range_conversion_is_int32_min_like_cvtps2dq() -> None:
-    out = requantize_fp32(np.array([[2**31 - 1]]), np.zeros(1, dtype=np.float32), np.full(1, 4.0, dtype=np.float32))
+    out = requantize_fp32(np.array([[2**31 - 1]]), np.zeros(1, dtype=np.float32), np.ones(1, dtype=np.float32),
+                          np.full(1, 4.0, dtype=np.float32), True)
     assert out.ravel().tolist() == [-(2**31)]
 
 

@@ -7,8 +7,9 @@ reference. Imports torch lazily; never calls the engine's arithmetic (:mod:`simu
   (``torch.ao.nn.quantized.ConvTranspose2d`` / ``Conv2d``) on the **fbgemm** engine, pinned explicitly, with
   activations shifted to torch's quint8 (``u = q + 128``, zero point + 128: the same real values) and the float
   bias ``b * s_x * s_w[c]`` (float32) or the layer's ``quant.bias_float``.
-- **fp32_rne per-channel transposed** (torch refuses it): the fbgemm float formula written with torch float32
-  tensor operations.
+- **fp32_rne where torch cannot be used** (per-channel transposed convs, which torch refuses; data on which
+  fbgemm's int16 pair sums saturate; shapes torch gets wrong): fbgemm's float formula in exact rational
+  arithmetic with every float32 rounding explicit.
 - **tflite_double / single_round**: closed forms in exact rational arithmetic (Python ints and fractions), not the
   bit-level gemmlowp steps: SRDHM is ``floor(a*m / 2^31 + 1/2)``, RoundingDivideByPOT rounds half away from zero,
   single rounding is ``floor(x*m / 2^(31-shift) + 1/2)``; QuantizeMultiplier from the exact binary expansion of
@@ -182,24 +183,52 @@ def integer_reference(acc: np.ndarray, quant: QuantConfig) -> np.ndarray:
     return out
 
 
-def fp32_reference(acc: np.ndarray, bias: np.ndarray, quant: QuantConfig) -> np.ndarray:
-    """fbgemm's float path written with torch float32 tensor operations (for layers torch's modules refuse):
-    ``round_half_even(float32(float32(acc - b) + bias / atws) * (atws / s_y)) + zp``, clamped."""
-    import torch
+def _f32(value: Fraction) -> Fraction:
+    """The float32 nearest to an exact rational (ties to even), as an exact rational."""
+    return Fraction(float(np.float32(_nearest_f32(value))))
 
+
+def _nearest_f32(value: Fraction) -> np.float32:
+    guess = np.float32(float(value))  # float() rounds once to double; fix the float32 choice exactly below
+    candidates = [guess, np.nextafter(guess, np.float32(np.inf)), np.nextafter(guess, np.float32(-np.inf))]
+    best = min(candidates, key=lambda c: (abs(Fraction(float(c)) - value), int(np.float32(c).view(np.int32)) & 1))
+    return np.float32(best)
+
+
+def fp32_reference(acc: np.ndarray, bias: np.ndarray, quant: QuantConfig) -> np.ndarray:
+    """fbgemm's float path in exact rational arithmetic, every float32 operation rounded explicitly (for layers
+    torch's modules refuse): ``v = f32(bias_f * f32(1/atws) + f32(acc - b))`` (one rounding: the FMA of the
+    per-tensor path) or ``f32(f32(acc - b) + f32(bias_f / atws))`` (per channel); ``rne(f32(v * multiplier)) +
+    zp``, clamped."""
     c_out = acc.shape[1]
-    f32 = torch.float32
-    scales = torch.tensor(quant.weight.scales(c_out), dtype=f32)
-    atws = torch.tensor(quant.input.scale, dtype=f32) * scales
-    multiplier = atws / torch.tensor(quant.output.scale, dtype=f32)
-    bias_f = torch.from_numpy(float_bias(quant, bias))
-    term = bias_f / atws if quant.weight.per_channel else bias_f * torch.tensor(1.0 / float(atws[0]), dtype=f32)
-    raw = torch.from_numpy(acc.astype(np.int64) - bias.astype(np.int64)[None, :, None, None]).to(f32)
-    value = (raw + term[None, :, None, None]) * multiplier[None, :, None, None]
-    rounded = torch.round(value.double())  # torch.round: half to even
-    rounded = torch.where((rounded >= -(2**31)) & (rounded <= 2**31 - 1), rounded, torch.tensor(-(2.0**31)))
+    s_x = Fraction(float(np.float32(quant.input.scale)))
+    s_y = Fraction(float(np.float32(quant.output.scale)))
+    bias_f = float_bias(quant, bias)
     low = max(-128, quant.output.zero_point) if quant.activation == "relu" else -128
-    return torch.clamp(rounded.long() + quant.output.zero_point, low, 127).numpy().astype(np.int8)
+    out = np.empty(acc.shape, dtype=np.int8)
+    for c, s_w in enumerate(quant.weight.scales(c_out)):
+        atws = _f32(s_x * Fraction(float(np.float32(s_w))))
+        multiplier = _f32(atws / s_y)
+        b_f = Fraction(float(bias_f[c]))
+        raw_all = acc[:, c].astype(np.int64) - int(bias[c])
+        values, inverse = np.unique(raw_all, return_inverse=True)
+        mapped = []
+        for raw in values:
+            r = _f32(Fraction(int(raw)))
+            if quant.weight.per_channel:
+                v = _f32(r + _f32(b_f / atws))
+            else:
+                reciprocal = Fraction(float(np.float32(1.0 / float(atws))))
+                v = _f32(b_f * reciprocal + r)
+            scaled = _f32(v * multiplier)
+            rounded = math.floor(scaled)
+            if scaled - rounded > Fraction(1, 2) or (scaled - rounded == Fraction(1, 2) and rounded % 2):
+                rounded += 1
+            if not -(2**31) <= rounded <= 2**31 - 1:
+                rounded = -(2**31)
+            mapped.append(min(max(rounded + quant.output.zero_point, low), 127))
+        out[:, c] = np.array(mapped, dtype=np.int64)[inverse].reshape(acc[:, c].shape)
+    return out
 
 
 def fbgemm_pairs_can_saturate(tensors: LayerTensors) -> bool:
@@ -213,7 +242,7 @@ def fbgemm_pairs_can_saturate(tensors: LayerTensors) -> bool:
 
 
 TORCH = "torch.ao.nn.quantized module, fbgemm engine"
-INDEPENDENT_FP32 = "independent fp32 reference (fbgemm's float formula in torch float32 ops)"
+INDEPENDENT_FP32 = "independent fp32 reference (fbgemm's float formula, exact rationals rounded to float32)"
 INDEPENDENT_INT = "independent integer reference (exact rationals)"
 
 

@@ -24,7 +24,6 @@ from simulator.geometry import ceil_div
 from simulator.quant import (
     clamp_output,
     default_float_bias,
-    fp32_bias_term,
     fp32_scales,
     requantize_fp32,
     requantize_integer,
@@ -41,15 +40,18 @@ REGION = "ofmap_int8"
 
 @dataclass(frozen=True)
 class ConverterRegisters:
-    """The converter's per-output-channel registers. ``fp32_rne``: float32 ``multiplier`` and ``bias_term``;
-    integer profiles: Q31 ``multiplier`` and ``shift`` (int64)."""
+    """The converter's per-output-channel registers. ``fp32_rne``: float32 ``multiplier``, ``bias_float`` and
+    ``atws`` (s_x * s_w[c]), and whether the weights are per channel; integer profiles: Q31 ``multiplier`` and
+    ``shift`` (int64)."""
 
     rounding: str
     zero_point: int
     activation: str
     multiplier: np.ndarray
     shift: np.ndarray | None = None
-    bias_term: np.ndarray | None = None
+    bias_float: np.ndarray | None = None
+    atws: np.ndarray | None = None
+    per_channel: bool = False
 
 
 def registers(quant: QuantConfig, bias: np.ndarray) -> ConverterRegisters:
@@ -60,8 +62,8 @@ def registers(quant: QuantConfig, bias: np.ndarray) -> ConverterRegisters:
         atws, multiplier = fp32_scales(quant.input.scale, quant.weight.scales(c_out), out.scale)
         bias_float = (np.asarray(quant.bias_float, dtype=np.float32) if quant.bias_float is not None
                       else default_float_bias(bias, atws))
-        term = fp32_bias_term(bias_float, atws, quant.weight.per_channel)
-        return ConverterRegisters(quant.rounding, out.zero_point, quant.activation, multiplier, bias_term=term)
+        return ConverterRegisters(quant.rounding, out.zero_point, quant.activation, multiplier,
+                                  bias_float=bias_float, atws=atws, per_channel=quant.weight.per_channel)
     mult, shift = quant.registers(c_out)
     return ConverterRegisters(quant.rounding, out.zero_point, quant.activation, np.asarray(mult, dtype=np.int64),
                               np.asarray(shift, dtype=np.int64))
@@ -71,11 +73,13 @@ def convert(acc: np.ndarray, bias: np.ndarray, regs: ConverterRegisters, channel
     """int32 accumulators (C, H, W) of output channels ``channels`` (bias included) -> int8 (C, H, W).
 
     fp32_rne adds the bias in float32 as fbgemm does, so it takes the bias-free sum ``acc - bias`` (exact in
-    int64) and the float32 bias term; the integer profiles scale the int32 accumulator itself."""
+    int64) and the float32 bias; the integer profiles scale the int32 accumulator itself."""
     if regs.rounding == "fp32_rne":
-        assert regs.bias_term is not None
+        assert regs.bias_float is not None and regs.atws is not None
         no_bias = acc.astype(np.int64) - bias.astype(np.int64)[:, None, None]
-        scaled = requantize_fp32(no_bias, regs.bias_term[channels], regs.multiplier[channels])
+        atws = regs.atws[channels] if regs.per_channel else regs.atws
+        scaled = requantize_fp32(no_bias, regs.bias_float[channels], atws, regs.multiplier[channels],
+                                 regs.per_channel)
     else:
         assert regs.shift is not None
         scaled = requantize_integer(acc, regs.multiplier[channels], regs.shift[channels], regs.rounding)  # type: ignore[arg-type]
