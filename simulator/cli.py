@@ -56,7 +56,18 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_from_torch(args: argparse.Namespace) -> int:
     from simulator.golden.from_torch import from_torch
 
-    path, captured = from_torch(args.target, args.input_shape, name=args.name, out=args.out)
+    path, captured = from_torch(args.target, args.input_shape, name=args.name, out=args.out,
+                                quantize=args.quantize, calibration=args.calibration)
+    if hasattr(captured, "unsupported"):  # a quantized model: a chained int8 network
+        for layer in captured.layers:
+            q = layer["quant"]
+            print(f"  {layer['name']}: {layer['op']} {layer['input_shape']} -> {layer['out_channels']} channels, "
+                  f"input {layer['input']}, activation {q['activation']}, weight scale "
+                  f"{'per channel' if isinstance(q['weight']['scale'], list) else 'per tensor'}")
+        for op_name, kind, what in captured.unsupported:
+            print(f"  NOT RUN {op_name} ({kind}): {what}")
+        print(f"wrote {path}: {len(captured.layers)} int8 layer(s), {len(captured.unsupported)} operation(s) not run")
+        return EXIT_OK
     for layer in captured.layers:
         print(f"  {layer['name']}: {layer['op']} {layer['input_shape']} -> {layer['out_channels']} channels, "
               f"k{layer['kernel_size']} s{layer['stride']} p{layer['padding']}")
@@ -115,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     torch_.add_argument("--input-shape", required=True, help="N,C,H,W of the random input of the forward pass")
     torch_.add_argument("--name", default=None, help="config name (default: the callable's name)")
     torch_.add_argument("--out", default=None, help="config file to write (default configs/<name>.yaml)")
+    torch_.add_argument("--quantize", action="store_true",
+                        help="quantize a float model with torch.ao post-training quantization (fbgemm) first")
+    torch_.add_argument("--calibration", default=None, metavar="FILE.npy",
+                        help="float calibration inputs (N,C,H,W) for --quantize (default: 8 random batches)")
     torch_.set_defaults(handler=_cmd_from_torch)
 
     inspect = sub.add_parser("inspect", help="look at a run's per-stage SRAM dumps (DIR/<layer> for a network)")

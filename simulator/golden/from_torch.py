@@ -283,12 +283,30 @@ def render_config(name: str, target: str, input_shape: tuple[int, ...], captured
     return "\n".join(lines) + "\n"
 
 
-def from_torch(target: str, input_shape_text: str, name: str | None, out: str | None) -> tuple[Path, Captured]:
-    """Capture the model's convolutions and write the network config; returns its path and what was captured."""
+def from_torch(target: str, input_shape_text: str, name: str | None, out: str | None, quantize: bool = False,
+               calibration: str | None = None) -> tuple[Path, Any]:
+    """Capture the model's convolutions and write the network config; returns its path and what was captured.
+
+    A torch.ao quantized model (or a float one with ``quantize``) gives a chained int8 network instead
+    (:mod:`simulator.golden.from_torch_quantized`)."""
     input_shape = parse_input_shape(input_shape_text)
     if name is not None and not re.fullmatch(r"[A-Za-z0-9_-]+", name):
         raise ConvsimError(f"--name {name!r}: use letters, digits, '_' and '-' only")
+    if calibration is not None and not quantize:
+        raise ConvsimError("--calibration needs --quantize (it is the calibration data of the quantization)")
     model = load_model(target)
+    from simulator.golden import from_torch_quantized as fq
+
+    if quantize and fq.is_quantized(model):
+        raise ConvsimError(f"target {target!r} is already quantized: drop --quantize")
+    if quantize or fq.is_quantized(model):
+        if quantize:
+            model = fq.quantize_model(model, input_shape, calibration)
+        config_name = name or layer_name(target.rpartition(":")[2].split(".")[-1], set())
+        path = Path(out) if out else Path("configs") / f"{config_name}.yaml"
+        hw: str | dict[str, Any] = HARDWARE_FILE if (path.parent / HARDWARE_FILE).is_file() else \
+            HardwareConfig().model_dump(mode="json")
+        return fq.write_quantized(model, target, input_shape, config_name, path, hw)
     captured = capture(model, input_shape)
     if not captured.layers:
         listed = "; ".join(f"{s.name}: {s.reason}" for s in captured.skipped) or "none was called"
