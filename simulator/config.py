@@ -447,7 +447,7 @@ class SimConfig(_Frozen):
             have, want = layer.quant.input, prev.quant.output
             if (have.scale, have.zero_point) != (want.scale, want.zero_point):
                 raise ValueError(f"{where}: quant.input (scale {have.scale!r}, zero_point {have.zero_point}) must "
-                                 f"equal layer {prev.name!r}'s quant.output (scale {want.scale!r}, zero_point "
+                                 f"equal the quant.output of layer {prev.name!r} (scale {want.scale!r}, zero_point "
                                  f"{want.zero_point})")
 
     @property

@@ -77,9 +77,13 @@ class LayerReport:
     utilization_issued: float
     utilization_useful: float
     stages: tuple[StageSummary, ...] = field(default_factory=tuple)
+    quant: str | None = None  # a quantized layer: what its output converter does and that the store moves int8
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if out["quant"] is None:  # an int32 layer's report is as before
+            del out["quant"]
+        return out
 
     def stage(self, name: str) -> StageSummary:
         return next(s for s in self.stages if s.name == name)
@@ -93,7 +97,8 @@ class LayerReport:
         total = (f"total: {self.num_tiles} tile(s), {self.cycles:,} cycles = {self.time_us:,.3f} us at "
                  f"{self.clock_mhz:g} MHz; DRAM {self.dram_read_bytes:,} B read / {self.dram_write_bytes:,} B "
                  "written; peak SRAM " + ", ".join(f"{k} {v:,} B" for k, v in self.peak_sram_bytes.items()))
-        return "\n".join([head, columns, *(s.line() for s in self.stages), *macs, total])
+        quant = [f"quantized: {self.quant}"] if self.quant else []
+        return "\n".join([head, columns, *(s.line() for s in self.stages), *macs, *quant, total])
 
 
 def _add(into: dict[str, int], more: dict[str, int]) -> None:
@@ -134,7 +139,17 @@ def summarize(layer: LayerConfig, hw: HardwareConfig, plan: TilePlan, names: tup
         dram_write_bytes=sum(s.dram_write_bytes for s in stages),
         peak_sram_bytes=dict(plan.peak_bytes), macs_issued=mac.macs_issued or 0, macs_useful=mac.macs_useful or 0,
         utilization_issued=mac.utilization_issued or 0.0, utilization_useful=mac.utilization_useful or 0.0,
-        stages=tuple(stages))
+        stages=tuple(stages), quant=_quant_line(layer))
+
+
+def _quant_line(layer: LayerConfig) -> str | None:
+    q = layer.quant
+    if q is None:
+        return None
+    weights = "per-channel" if q.weight.per_channel else "per-tensor"
+    return (f"int8 in (zero point {q.input.zero_point}), {weights} int8 weights (zero point {q.weight.zero_point}), "
+            f"int32 accumulators -> output_convert ({q.rounding}, zero point {q.output.zero_point}, activation "
+            f"{q.activation}) -> int8 ofmap; the DRAM store moves int8")
 
 
 def chrome_trace(events: tuple[TileEvent, ...], names: tuple[str, ...], clock_mhz: float,

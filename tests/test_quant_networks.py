@@ -1,0 +1,69 @@
+"""Quantized networks: ``input: previous`` chains int8 layers (the shipped DCGAN int8 twin runs end to end against
+its committed golden case), and a chain whose scales, zero points or shapes disagree is refused in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from simulator.cli import main
+from simulator.config import load_config
+from simulator.errors import ConfigError
+from simulator.golden import load_case
+from tests.conftest import REPO, make_config
+
+TWIN = REPO / "configs" / "dcgan_generator_int8.yaml"
+
+
+def test_dcgan_int8_twin_runs_int8_end_to_end(tmp_path: Path, capsys: Any) -> None:
+    assert main(["run", str(TWIN), "--out", str(tmp_path / "run"), "--golden-dir", str(REPO / "golden"),
+                 "--no-dumps"]) == 0
+    out = capsys.readouterr().out
+    cfg = load_config(TWIN)
+    assert out.count("PASS against") == 5 and "(int8 ofmap and int32 accumulators)" in out
+    previous = None
+    for layer in cfg.layers:
+        ofmap = np.load(tmp_path / "run" / layer.name / "ofmap.npy")
+        assert ofmap.dtype == np.int8 and ofmap.shape == layer.output_shape
+        case = load_case(REPO / "golden" / cfg.name / layer.name)
+        assert case is not None and case.acc is not None
+        if previous is not None:  # the golden chain: each layer's input is the previous layer's int8 output
+            assert np.array_equal(case.tensors.ifmap, previous)
+        previous = case.ofmap
+        if layer.quant is not None and layer.quant.activation == "relu":
+            assert ofmap.min() >= layer.quant.output.zero_point
+    assert "the DRAM store moves int8" in (tmp_path / "run" / "deconv1" / "report.json").read_text()
+
+
+def layer(name: str, shape: list[int], c_out: int, quant: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
+    out = {"name": name, "op": "conv2d", "input_shape": shape, "in_channels": shape[1], "out_channels": c_out,
+           "kernel_size": 1, **extra}
+    return {**out, "quant": quant} if quant else out
+
+
+def q(x: tuple[float, int], y: tuple[float, int]) -> dict[str, Any]:
+    return {"input": {"scale": x[0], "zero_point": x[1]}, "weight": {"scale": 0.01},
+            "output": {"scale": y[0], "zero_point": y[1]}}
+
+
+@pytest.mark.parametrize(("second", "message"), [
+    (layer("b", [1, 4, 3, 3], 2, q((0.5, 3), (1.0, 0)), input="previous"), "must equal the quant.output of layer 'a'"),
+    (layer("b", [1, 4, 3, 3], 2, q((0.25, 4), (1.0, 0)), input="previous"), "zero_point 4"),
+    (layer("b", [1, 4, 5, 5], 2, q((0.25, 3), (1.0, 0)), input="previous"), "outputs [1, 4, 3, 3]"),
+    (layer("b", [1, 4, 3, 3], 2, None, input="previous"), "needs a quant: section"),
+])
+def test_a_broken_chain_is_refused_in_one_line(second: dict[str, Any], message: str) -> None:
+    first = layer("a", [1, 2, 3, 3], 4, q((0.1, 0), (0.25, 3)))
+    with pytest.raises(ConfigError, match="input=previous") as err:
+        from simulator.config import config_from_mapping
+
+        config_from_mapping({"name": "n", "layers": [first, second]}, REPO / "configs")
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_first_layer_cannot_read_a_previous_one() -> None:
+    with pytest.raises(ConfigError, match="needs a previous layer"):
+        make_config(layer("a", [1, 2, 3, 3], 4, q((0.1, 0), (0.25, 3)), input="previous"))
