@@ -56,16 +56,20 @@ class Decoder(nn.Module):
 
 def quantized_decoder() -> nn.Module:
     torch.manual_seed(3)
-    torch.backends.quantized.engine = "fbgemm"
     model = Decoder().eval()
     act = HistogramObserver.with_args(reduce_range=True)
     model.qconfig = QConfig(activation=act, weight=default_per_channel_weight_observer)
     for m in (model.up1, model.up2):  # torch has no per-channel quantized transposed conv
         m.qconfig = QConfig(activation=act, weight=default_weight_observer)
-    prepared = prepare(model)
-    for _ in range(4):
-        prepared(torch.randn(1, 16, 4, 4))
-    return convert(prepared)
+    engine = torch.backends.quantized.engine
+    torch.backends.quantized.engine = "fbgemm"
+    try:
+        prepared = prepare(model)
+        for _ in range(4):
+            prepared(torch.randn(1, 16, 4, 4))
+        return convert(prepared)
+    finally:
+        torch.backends.quantized.engine = engine
 """
 
 
@@ -121,8 +125,9 @@ def test_eager_quantized_decoder_final_output_equals_torch(tmp_path: Path) -> No
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     model = module.quantized_decoder()
     x = torch.randn((1, 16, 4, 4), generator=torch.Generator().manual_seed(0))
-    torch.backends.quantized.engine = "fbgemm"
-    with torch.no_grad():
+    from simulator.golden.quantized import quantized_engine
+
+    with torch.no_grad(), quantized_engine("fbgemm"):
         y = model(x)
     expected = (y.int_repr().numpy().astype(np.int16) - 128).astype(np.int8)
     assert np.array_equal(np.load(tmp_path / "run" / "head" / "ofmap.npy"), expected)
