@@ -103,6 +103,9 @@ def _write_network(cfg: SimConfig, run_dir: Path, reports: list[LayerReport], ve
     layers: list[dict[str, Any]] = [
         {**{k: v for k, v in r.to_dict().items() if k != "stages"}, "verdict": v, "report": f"{r.layer}/report.json"}
         for r, v in zip(reports, verdicts, strict=True)]
+    for i, (entry, layer) in enumerate(zip(layers, cfg.layers, strict=True)):
+        if layer.input == "previous":  # the chain: this layer read the previous layer's int8 ofmap
+            entry["input"] = f"previous: {cfg.layers[i - 1].name}"
     atomic_write_json(run_dir / "report.json", {"name": cfg.name, "method": cfg.engine.transposed_conv,
                                                 "totals": network_totals(reports, num_pes), "layers": layers})
 

@@ -36,6 +36,12 @@ def test_dcgan_int8_twin_runs_int8_end_to_end(tmp_path: Path, capsys: Any) -> No
         if layer.quant is not None and layer.quant.activation == "relu":
             assert ofmap.min() >= layer.quant.output.zero_point
     assert "the DRAM store moves int8" in (tmp_path / "run" / "deconv1" / "report.json").read_text()
+    import json
+
+    network = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert [entry.get("input") for entry in network["layers"]] == [
+        None, "previous: deconv1", "previous: deconv2", "previous: deconv3", "previous: deconv4"]
+    assert "deconv2: input = layer deconv1's int8 ofmap (scale 0.07548, zero_point -128)" in out
 
 
 def layer(name: str, shape: list[int], c_out: int, quant: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
