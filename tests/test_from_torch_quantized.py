@@ -32,6 +32,12 @@ def decoder() -> nn.Module:
 
 def conv_bn_relu() -> nn.Module:
     return nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.BatchNorm2d(8), nn.ReLU(), nn.ConvTranspose2d(8, 4, 3, 2, 1))
+
+
+def dcgan() -> nn.Module:
+    return nn.Sequential(nn.ConvTranspose2d(16, 32, 4, 1, 0, bias=False), nn.BatchNorm2d(32), nn.ReLU(True),
+                         nn.ConvTranspose2d(32, 16, 4, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(True),
+                         nn.ConvTranspose2d(16, 3, 4, 2, 1, bias=False), nn.Tanh())
 """
 
 EAGER = """
@@ -165,3 +171,16 @@ def test_quantize_on_an_already_quantized_model_is_refused(tmp_path: Path, capsy
     code = main(["from-torch", f"{tmp_path / 'eager.py'}:quantized_decoder", "--input-shape", "1,16,4,4",
                  "--quantize", "--out", str(tmp_path / "n.yaml")])
     assert code == 2 and "already quantized" in capsys.readouterr().err
+
+
+def test_quantize_folds_batchnorm_into_transposed_convs_and_keeps_the_chain(tmp_path: Path, capsys: Any) -> None:
+    write(tmp_path, "models.py", DECODER)
+    cfg, _ = from_torch_golden_run(tmp_path, f"{tmp_path / 'models.py'}:dcgan", "1,16,1,1", "--quantize")
+    layers = cfg["layers"]
+    assert [layer["input"] for layer in layers] == ["data", "previous", "previous"]
+    assert [layer["quant"]["activation"] for layer in layers] == ["relu", "relu", "none"]
+    out = capsys.readouterr().out
+    assert "NOT RUN 7 (Tanh)" in out and "BatchNorm" not in out and "BNReLU" not in out
+    for layer in layers:
+        ours = np.load(tmp_path / "run" / layer["name"] / "ofmap.npy")
+        assert np.array_equal(ours, np.load(tmp_path / "dcgan_data" / f"{layer['name']}_torch_ofmap.npy"))

@@ -2,7 +2,8 @@
 
 Models no hardware. It takes a model torch.ao already quantized (eager mode: ``QuantStub`` ... ``convert``; or FX:
 ``convert_fx``), or calibrates a float one with torch.ao post-training quantization (``--quantize``: FX graph mode,
-the fbgemm default qconfig mapping, which fuses Conv+BN(+ReLU); random inputs or ``--calibration FILE.npy``).
+the fbgemm default qconfig mapping, which fuses Conv+BN(+ReLU), after folding each BatchNorm that follows a
+ConvTranspose2d into it, which that mapping does not; random inputs or ``--calibration FILE.npy``).
 One forward pass on the fbgemm engine (pinned) records every operation in order: an FX graph through an
 interpreter, an eager model through hooks on its leaf modules. From it:
 
@@ -90,6 +91,7 @@ def quantize_model(model: Any, input_shape: tuple[int, int, int, int], calibrati
     with quantized_engine(), warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         try:
+            model = fold_transposed_bn(model)
             prepared = prepare_fx(model, get_default_qconfig_mapping("fbgemm"), example_inputs=(inputs[0],))
             for x in inputs:
                 prepared(x)
@@ -97,6 +99,32 @@ def quantize_model(model: Any, input_shape: tuple[int, int, int, int], calibrati
         except Exception as exc:  # symbolic tracing or conversion failed: say which and why
             raise ConvsimError(f"--quantize: torch.ao FX quantization failed ({type(exc).__name__}: "
                                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None
+
+
+def fold_transposed_bn(model: Any) -> Any:
+    """Fold each BatchNorm2d that directly follows a ConvTranspose2d into it (float, eval mode), as torch.ao's
+    fbgemm fusion does for Conv2d+BN but not for transposed convs here (it would quantize the BN on its own)."""
+    import torch
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    traced = torch.fx.symbolic_trace(model)
+    modules = dict(traced.named_modules())
+    for node in list(traced.graph.nodes):
+        bn = modules.get(node.target) if node.op == "call_module" else None
+        if not isinstance(bn, torch.nn.BatchNorm2d) or len(node.args) != 1:
+            continue
+        source = node.args[0]
+        conv = modules.get(source.target) if getattr(source, "op", None) == "call_module" else None
+        if not isinstance(conv, torch.nn.ConvTranspose2d) or len(source.users) != 1:
+            continue
+        fused = fuse_conv_bn_eval(conv, bn, transpose=True)
+        parent, _, leaf = str(source.target).rpartition(".")
+        setattr(traced.get_submodule(parent) if parent else traced, leaf, fused)
+        node.replace_all_uses_with(source)
+        traced.graph.erase_node(node)
+    traced.graph.lint()
+    traced.recompile()
+    return traced
 
 
 def record(model: Any, x: Any) -> list[Event]:
