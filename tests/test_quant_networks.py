@@ -73,3 +73,26 @@ def test_a_broken_chain_is_refused_in_one_line(second: dict[str, Any], message: 
 def test_the_first_layer_cannot_read_a_previous_one() -> None:
     with pytest.raises(ConfigError, match="needs a previous layer"):
         make_config(layer("a", [1, 2, 3, 3], 4, q((0.1, 0), (0.25, 3)), input="previous"))
+
+
+def test_a_golden_case_made_with_other_quant_settings_is_stale(tmp_path: Path, capsys: Any) -> None:
+    config = tmp_path / "q.yaml"
+    text = (REPO / "configs" / "quant_deconv.yaml").read_text().replace("hardware: hw/default.yaml\n", "")
+    config.write_text(text)
+    assert main(["golden", str(config), "--golden-dir", str(tmp_path / "g")]) == 0
+    config.write_text(text.replace("zero_point: -5", "zero_point: -4"))
+    assert main(["run", str(config), "--golden-dir", str(tmp_path / "g"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "other quant: settings" in err and len(err.strip().splitlines()) == 1
+
+
+def test_golden_refuses_an_order_dependent_saturating_quantized_layer() -> None:
+    from simulator.data import make_tensors
+    from simulator.errors import ConvsimError
+    from simulator.golden.quantized import accumulators
+
+    # K = 33,100 centred products of up to 255^2: a running sum can leave int32 and come back
+    cfg = make_config(layer("big", [1, 33100, 1, 1], 1, q((0.1, 0), (1.0, 0))),
+                      hardware={"accumulator": {"on_overflow": "saturate"}}, data={"weight": "random"})
+    with pytest.raises(ConvsimError, match="order-dependent"):
+        accumulators(cfg.layer, make_tensors(cfg.data, cfg.layer), "saturate")

@@ -242,6 +242,13 @@ def check_case_matches(case: GoldenCase, directory: Path, layer: LayerConfig, po
     if got_dtype != layer.ofmap_dtype:
         raise ConvsimError(f"golden case {directory}: ofmap dtype {got_dtype}, layer {layer.name!r} produces "
                            f"{layer.ofmap_dtype} (stale: regenerate with `convsim golden`)")
+    if layer.quant is not None:
+        layers = case.manifest.get("config", {}).get("layers", [])
+        recorded_quant = next((entry.get("quant") for entry in layers if isinstance(entry, dict)
+                               and entry.get("name") == layer.name), None)
+        if recorded_quant != layer.quant.model_dump(mode="json"):
+            raise ConvsimError(f"golden case {directory}: generated with other quant: settings than layer "
+                               f"{layer.name!r} has (stale: regenerate with `convsim golden`)")
     for name, shape in want.items():
         got = case.manifest["tensors"][name].get("shape")
         if got != shape:

@@ -31,6 +31,7 @@ import numpy as np
 
 from simulator.config import LayerConfig, QuantConfig
 from simulator.data import LayerTensors
+from simulator.errors import ConvsimError
 from simulator.fixedpoint import OverflowPolicy, narrow_to_int32
 
 FBGEMM = "fbgemm"
@@ -64,6 +65,10 @@ def accumulators(layer: LayerConfig, tensors: LayerTensors, policy: OverflowPoli
 
     quant = layer.quant
     assert quant is not None
+    if policy == "saturate" and layer.reduction_length * 255 * 255 > 2**31 - 1:
+        raise ConvsimError(f"golden: on_overflow=saturate with K={layer.reduction_length} centred products can be "
+                           "order-dependent (partial sums may leave int32 and come back); torch's reference cannot "
+                           "follow the hardware order: use wrap or error for a golden case")
     x = torch.from_numpy(tensors.ifmap.astype(np.int64) - quant.input.zero_point)
     w = torch.from_numpy(tensors.weight.astype(np.int64) - quant.weight.zero_point)
     psum = narrow_to_int32(_conv(layer, x, w).numpy(), policy, what="golden psum")
