@@ -67,7 +67,7 @@ def expected(cfg: SimConfig, ifmap: np.ndarray, weight: np.ndarray, bias: np.nda
     return integer_reference(acc, quant), acc
 
 
-def check(cfg: SimConfig, seed: int) -> None:
+def check(cfg: SimConfig, seed: int, events: bool = True) -> None:
     layer = cfg.layer
     rng = np.random.default_rng(seed)
     ifmap = rng.integers(-128, 128, size=layer.input_shape, dtype=np.int8)
@@ -80,8 +80,9 @@ def check(cfg: SimConfig, seed: int) -> None:
     assert result.ofmap.dtype == np.int8 and result.ofmap.shape == want.shape
     assert np.array_equal(result.acc, want_acc), f"accumulators differ at {int((result.acc != want_acc).sum())}"
     assert np.array_equal(result.ofmap, want), f"int8 ofmap differs at {int((result.ofmap != want).sum())}"
-    event(f"tiles: {'1' if len(result.plan.tiles) == 1 else '>1'}")
-    event(f"rounding: {layer.quant.rounding}")  # type: ignore[union-attr]
+    if events:
+        event(f"tiles: {'1' if len(result.plan.tiles) == 1 else '>1'}")
+        event(f"rounding: {layer.quant.rounding}")  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -211,3 +212,22 @@ def test_bad_quant_sections_name_the_field(quant: dict[str, Any], message: str) 
     with pytest.raises(ConfigError, match=message):
         make_config({"op": "conv2d", "input_shape": [1, 1, 3, 3], "in_channels": 1, "out_channels": 2,
                      "kernel_size": 1, "quant": base})
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(("x_zp", "w_zp", "groups"), [(-128, 0, 1), (5, 3, 2), (127, -128, 1)])
+def test_deep_layers_take_the_shared_gemm_path_exactly(method: str, x_zp: int, w_zp: int, groups: int,
+                                                       monkeypatch: Any) -> None:
+    # 16 channels per group: every job of a tile runs through shared row GEMMs (not the per-job fallback)
+    from simulator.stages import mac_array
+
+    per_job: list[int] = []
+    original = mac_array.conv_centred_i32
+    monkeypatch.setattr(mac_array, "conv_centred_i32", lambda *a, **k: per_job.append(1) or original(*a, **k))
+    layer = {"op": "conv_transpose2d", "input_shape": [1, 16 * groups, 5, 6], "in_channels": 16 * groups,
+             "out_channels": 4 * groups, "kernel_size": 4, "stride": 2, "padding": 1, "groups": groups,
+             "quant": {"input": {"scale": 0.02, "zero_point": x_zp}, "weight": {"scale": 0.01, "zero_point": w_zp},
+                       "output": {"scale": 0.5, "zero_point": 7}, "rounding": "tflite_double"}}
+    cfg = make_config(layer, engine={"transposed_conv": method})
+    check(cfg, 3, events=False)
+    assert per_job == []

@@ -379,6 +379,30 @@ def conv_centred_i32(x: np.ndarray, weight: np.ndarray, x_zp: int, w_zp: int, gr
     return narrow_to_int32(total, policy, what="accumulator of output", origin=origin, scale=scale)
 
 
+def centred_jobs_shared(x: np.ndarray, specs: list[ConvSpec], x_zp: int, w_zp: int, groups: int,
+                        policy: OverflowPolicy, strides: list[Pair]) -> list[np.ndarray] | None:
+    """Exact int64 psums of every job of a tile at once (shared band GEMMs, as the int32 path), or None when the
+    row-GEMM conditions do not hold or a centred running sum could leave int32 (then :func:`conv_centred_i32`
+    runs per job). Same int8-part decomposition as :func:`conv_centred_i32`."""
+    if not specs:
+        return []
+    for (w, _, _, out_hw), stride in zip(specs, strides, strict=True):
+        k = w.shape[1] * w.shape[2] * w.shape[3]
+        if (k * CENTRED_MAX_PRODUCT > INT32_MAX or not _row_gemm_ok(k, stride, w.shape[1], "wrap")
+                or min(w.shape[0], *out_hw) == 0):
+            return None
+    x_parts = int8_parts(x.astype(np.int16) - np.int16(x_zp))
+    w_parts = [int8_parts(w.astype(np.int16) - np.int16(w_zp)) for w, *_ in specs]
+    totals = [np.zeros((w.shape[0], *out_hw), dtype=np.int64) for w, _, _, out_hw in specs]
+    for xp in x_parts:
+        for p in range(max(len(parts) for parts in w_parts)):
+            jobs = [j for j, parts in enumerate(w_parts) if p < len(parts)]
+            exact = _conv_exact(xp, [(w_parts[j][p], *specs[j][1:]) for j in jobs], groups)
+            for j, e in zip(jobs, exact, strict=True):
+                totals[j] += e.astype(np.int64)  # exact integers held in floats
+    return totals
+
+
 # -------------------------------------------------------------------------------------------------- cost (pure)
 
 
@@ -457,10 +481,17 @@ def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
     job_weights = [weights[job.weight_index] if ctx.plan.method == "phase" else weights for job in tile.jobs]
     quant = ctx.layer.quant
     if quant is not None:  # zero points subtracted at the PE inputs
-        for job, w in zip(tile.jobs, job_weights, strict=True):
-            origin = (tile.n, tile.oc[0], tile.oh[0] + job.out_start[0], job.out_start[1])
-            psum = conv_centred_i32(x, w, quant.input.zero_point, quant.weight.zero_point, groups, job.stride,
-                                    job.dilation, job.in_offset, job.out_hw, policy, origin, (1, 1, *job.out_step))
+        specs = [(w, job.dilation, job.in_offset, job.out_hw) for job, w in zip(tile.jobs, job_weights, strict=True)]
+        shared = centred_jobs_shared(x, specs, quant.input.zero_point, quant.weight.zero_point, groups, policy,
+                                     [job.stride for job in tile.jobs])
+        for i, (job, w) in enumerate(zip(tile.jobs, job_weights, strict=True)):
+            if shared is not None:
+                psum = shared[i].astype(np.int32)  # order-free and within int32: the exact sum is the result
+            else:
+                origin = (tile.n, tile.oc[0], tile.oh[0] + job.out_start[0], job.out_start[1])
+                psum = conv_centred_i32(x, w, quant.input.zero_point, quant.weight.zero_point, groups, job.stride,
+                                        job.dilation, job.in_offset, job.out_hw, policy, origin,
+                                        (1, 1, *job.out_step))
             sram.write(tile.region(job.psum_region), psum)
         return
     fused = all(_row_gemm_ok(w.shape[1] * w.shape[2] * w.shape[3], job.stride, w.shape[1], policy)
