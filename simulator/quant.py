@@ -18,6 +18,9 @@ Profiles:
 - ``single_round``: the same multiplier with TFLITE_SINGLE_ROUNDING: ``(x*m + 2^(total-1)) >> total`` with
   ``total = 31 - shift`` (one rounding, half up), as TOSA RESCALE does.
 
+``clamp_output`` is the engine's one int32 -> int8 narrowing (saturating, as the converter's clamp is); the int32
+narrowing under the accumulator policy stays in :mod:`simulator.fixedpoint`.
+
 Deliberately ignored: int16/int4 outputs, asymmetric clamps other than ReLU (ReLU6 and friends), and the
 "default build" undefined behaviour of a left shift that overflows int32 (modelled as a saturating shift).
 """

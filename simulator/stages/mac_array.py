@@ -10,6 +10,10 @@ grid has the stride as its step, so its inserted zeros are never multiplied), or
 map, as GEMMs over the non-zero pixels only. Both are exact whatever the data: which pixels are zero is read
 from the SRAM values, never assumed. The cycle model below still charges every zero the array issues.
 
+Quantized layers (``quant:``): the zero points are subtracted at the PE inputs, ``(x - x_zp) * (w - w_zp)``
+(9-bit operands); the values are computed exactly by splitting the centred operands into int8 parts that run
+through the same GEMM paths (:func:`conv_centred_i32`, :func:`centred_jobs_shared`). The cycle model is the same.
+
 Cycles: the classic fold model (as SCALE-Sim). A job is, per group, an (E x K) . (K x N) product, with E output
 pixels, K = kh*kw*C_in/g, N output channels of the group in the tile.
 ``os``: (Sr, Sc, T) = (E, N, K); ``ws``: (Sr, Sc, T) = (K, N, E). folds = ceil(Sr/rows) * ceil(Sc/cols).
@@ -486,7 +490,7 @@ def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
                                      [job.stride for job in tile.jobs])
         for i, (job, w) in enumerate(zip(tile.jobs, job_weights, strict=True)):
             if shared is not None:
-                psum = shared[i].astype(np.int32)  # order-free and within int32: the exact sum is the result
+                psum = exact_sum_to_int32(shared[i])  # K * 255^2 < 2^31: the exact sum is within int32
             else:
                 origin = (tile.n, tile.oc[0], tile.oh[0] + job.out_start[0], job.out_start[1])
                 psum = conv_centred_i32(x, w, quant.input.zero_point, quant.weight.zero_point, groups, job.stride,
