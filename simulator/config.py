@@ -56,46 +56,11 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
 
 
-# ---------------------------------------------------------------------------------------------------------- data
-
-PositiveInt = Annotated[int, BeforeValidator(_not_bool), Field(ge=1)]
-NonNegInt = Annotated[int, BeforeValidator(_not_bool), Field(ge=0)]
-
-
-class FileSource(_Frozen):
-    """A tensor read from a ``.npy`` file (path relative to the config file)."""
-
-    file: Path
-
-
-def _source(*choices: str) -> BeforeValidator:
-    """One clear message for a ``choice | {file: path}`` union (pydantic would report only its first branch)."""
-
-    def check(value: Any) -> Any:
-        if isinstance(value, FileSource) or (isinstance(value, str) and value in choices):
-            return value
-        if isinstance(value, dict) and set(value) == {"file"} and isinstance(value["file"], str | Path):
-            return value
-        names = " or ".join(repr(c) for c in choices)
-        shown = repr(value)
-        shown = shown if len(shown) <= 60 else shown[:60] + "..."
-        raise ValueError(f"expected {names} or {{file: <path.npy>}}, got {shown}")
-
-    return BeforeValidator(check)
-
-
-class DataConfig(_Frozen):
-    """Where the layer's tensors come from when they are not passed in."""
-
-    seed: NonNegInt = 0
-    ifmap: Annotated[Literal["random"] | FileSource, _source("random")] = "random"
-    weight: Annotated[Literal["pattern", "random"] | FileSource, _source("pattern", "random")] = "pattern"
-    bias: Annotated[Literal["zeros", "random"] | FileSource, _source("zeros", "random")] = "zeros"
-
-
 # --------------------------------------------------------------------------------------------------------- layer
 
 
+PositiveInt = Annotated[int, BeforeValidator(_not_bool), Field(ge=1)]
+NonNegInt = Annotated[int, BeforeValidator(_not_bool), Field(ge=0)]
 
 
 Int8 = Annotated[int, BeforeValidator(_not_bool), Field(ge=-128, le=127)]
@@ -298,6 +263,43 @@ class LayerConfig(_Frozen):
     def ofmap_dtype(self) -> str:
         """The ofmap the engine stores: int8 from the output converter when quantized, else int32."""
         return "int8" if self.quant is not None else "int32"
+
+
+# ---------------------------------------------------------------------------------------------------------- data
+
+
+class FileSource(_Frozen):
+    """A tensor read from a ``.npy`` file (path relative to the config file)."""
+
+    file: Path
+
+
+def _source(*choices: str) -> BeforeValidator:
+    """One clear message for a ``choice | {file: path}`` union (pydantic would report only its first branch)."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, FileSource) or (isinstance(value, str) and value in choices):
+            return value
+        if isinstance(value, dict) and set(value) == {"file"} and isinstance(value["file"], str | Path):
+            return value
+        names = " or ".join(repr(c) for c in choices)
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:60] + "..."
+        raise ValueError(f"expected {names} or {{file: <path.npy>}}, got {shown}")
+
+    return BeforeValidator(check)
+
+
+class DataConfig(_Frozen):
+    """Where the layer's tensors come from when they are not passed in."""
+
+    seed: NonNegInt = 0
+    ifmap: Annotated[Literal["random"] | FileSource, _source("random")] = "random"
+    weight: Annotated[Literal["pattern", "random"] | FileSource, _source("pattern", "random")] = "pattern"
+    bias: Annotated[Literal["zeros", "random"] | FileSource, _source("zeros", "random")] = "zeros"
+
+
+LayerConfig.model_rebuild()  # its per-layer data: field names DataConfig, defined above
 
 
 # ------------------------------------------------------------------------------------------------------ hardware
