@@ -96,3 +96,21 @@ def test_golden_refuses_an_order_dependent_saturating_quantized_layer() -> None:
                       hardware={"accumulator": {"on_overflow": "saturate"}}, data={"weight": "random"})
     with pytest.raises(ConvsimError, match="order-dependent"):
         accumulators(cfg.layer, make_tensors(cfg.data, cfg.layer), "saturate")
+
+
+def test_golden_manifest_records_the_converter_registers(tmp_path: Path) -> None:
+    import json
+
+    from simulator.stages.output_convert import registers
+
+    config = tmp_path / "q.yaml"
+    text = (REPO / "configs" / "quant_deconv.yaml").read_text().replace("hardware: hw/default.yaml\n", "")
+    config.write_text(text.replace("rounding: fp32_rne", "rounding: tflite_double"))
+    assert main(["golden", str(config), "--golden-dir", str(tmp_path / "g")]) == 0
+    converter = json.loads((tmp_path / "g" / "quant_deconv" / "manifest.json").read_text())["converter"]
+    cfg = load_config(config)
+    engine = registers(cfg.layer.quant, np.zeros(4, dtype=np.int32))  # type: ignore[arg-type]
+    assert converter["multiplier"] == engine.multiplier.tolist() and converter["shift"] == engine.shift.tolist()
+    shipped = json.loads((REPO / "golden" / "quant_deconv" / "manifest.json").read_text())["converter"]
+    atws = np.array([int(h, 16) for h in shipped["atws_f32"]], dtype=np.uint32).view(np.float32)
+    assert np.allclose(atws, 0.046875 * np.array([0.0137, 0.011, 0.0152, 0.009]), rtol=1e-7)

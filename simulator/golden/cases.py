@@ -150,7 +150,9 @@ def case_files(cfg: SimConfig, layer: LayerConfig, index: int | None,
 
         ofmap, acc, source = quantized_reference(layer, tensors, policy)
         arrays = {"ifmap": tensors.ifmap, "weight": tensors.weight, "bias": tensors.bias, "acc": acc, "ofmap": ofmap}
-        extra = {"reference": source}
+        from simulator.golden.quantized import converter_registers
+
+        extra = {"reference": source, "converter": converter_registers(layer, tensors.bias)}
     kinds = case_tensors(layer)
     axes = tensor_axes(layer)
     files: dict[str, bytes] = {}

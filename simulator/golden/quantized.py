@@ -238,6 +238,34 @@ def fp32_reference(acc: np.ndarray, bias: np.ndarray, quant: QuantConfig) -> np.
     return out
 
 
+def _f32_hex(values: np.ndarray) -> list[str]:
+    return [f"{int(v):08x}" for v in np.asarray(values, dtype=np.float32).view(np.uint32)]
+
+
+def converter_registers(layer: LayerConfig, bias: np.ndarray) -> dict[str, Any]:
+    """What an RTL testbench loads into the output converter for this layer, per output channel, computed here
+    independently of the engine: Q31 ``multiplier`` and ``shift`` (integer profiles), or the float32 bit patterns
+    of ``atws``, ``multiplier`` and the float bias (fp32_rne)."""
+    quant = layer.quant
+    assert quant is not None
+    c_out = layer.out_channels
+    out: dict[str, Any] = {"rounding": quant.rounding, "zero_point": quant.output.zero_point,
+                           "activation": quant.activation, "per_channel": quant.weight.per_channel}
+    if quant.rounding == "fp32_rne":
+        scales = np.asarray(quant.weight.scales(c_out), dtype=np.float32)
+        atws = (np.float32(quant.input.scale) * scales).astype(np.float32)
+        out.update(atws_f32=_f32_hex(atws), multiplier_f32=_f32_hex(atws / np.float32(quant.output.scale)),
+                   bias_f32=_f32_hex(float_bias(quant, bias)))
+        return out
+    if quant.multiplier is not None and quant.shift is not None:
+        regs = list(zip(quant.multiplier, quant.shift, strict=True))
+        regs = regs * c_out if len(regs) == 1 else regs
+    else:
+        regs = [q31_multiplier(s, quant.rounding == "single_round") for s in quant.effective_scales(c_out)]
+    out.update(multiplier=[m for m, _ in regs], shift=[s for _, s in regs])
+    return out
+
+
 def fbgemm_pairs_can_saturate(tensors: LayerTensors) -> bool:
     """fbgemm's AVX2/AVX-512 kernels multiply uint8 activations by int8 weights with VPMADDUBSW, which sums two
     adjacent products into a **saturating int16**: a pair can leave int16 once ``2 * max(u) * max|w| > 32767``
