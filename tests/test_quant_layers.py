@@ -231,3 +231,15 @@ def test_deep_layers_take_the_shared_gemm_path_exactly(method: str, x_zp: int, w
     cfg = make_config(layer, engine={"transposed_conv": method})
     check(cfg, 3, events=False)
     assert per_job == []
+
+
+def test_output_converter_cycles_by_hand() -> None:
+    # quant_deconv: one tile, 4 x 12 x 12 outputs: int32 tile 2,304 B in, int8 576 B out; writeback 64 B/cycle,
+    # set-up 8: 8 + 2304/64 = 44; store: NHWC with every channel, one descriptor: 32 + 576/64 = 41
+    from simulator import load_config
+    from tests.conftest import REPO
+
+    report = simulate(load_config(REPO / "configs" / "quant_deconv.yaml"), functional=False).report
+    stage = report.stage("output_convert")
+    assert stage.cycles == (8 + 2304 // 64) + (32 + 576 // 64) == 85
+    assert stage.dram_write_bytes == 576 and report.stage("writeback").dram_write_bytes == 0

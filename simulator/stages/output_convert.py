@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from simulator.config import QuantConfig
+from simulator.config import DmaConfig, QuantConfig
 from simulator.geometry import ceil_div
 from simulator.quant import (
     clamp_output,
@@ -89,8 +89,9 @@ def convert(acc: np.ndarray, bias: np.ndarray, regs: ConverterRegisters, channel
 # -------------------------------------------------------------------------------------------------- cost (pure)
 
 
-def convert_cycles(read_bytes: int, write_bytes: int, setup_cycles: int, bytes_per_cycle: int) -> int:
-    return setup_cycles + ceil_div(max(read_bytes, write_bytes), bytes_per_cycle)
+def convert_cycles(read_bytes: int, write_bytes: int, cfg: DmaConfig) -> int:
+    """The converter streams on the write-back datapath: its set-up and bandwidth (``hardware.writeback``)."""
+    return cfg.setup_cycles + ceil_div(max(read_bytes, write_bytes), cfg.bytes_per_cycle)
 
 
 # ----------------------------------------------------------------------------------------------------- adapter
@@ -108,7 +109,7 @@ def cost(ctx: LayerContext, tile: Tile) -> StageCost:
     src, dst = tile.region("ofmap"), int8_region(tile)
     desc, conflict = activation_transfer(dst, hw.dma, hw.sram.psum, tile.oc == (0, ctx.layer.out_channels),
                                          tile.oh == (0, ctx.layer.output_hw[0]))
-    cycles = convert_cycles(src.size_bytes, dst.size_bytes, hw.writeback.setup_cycles, hw.writeback.bytes_per_cycle)
+    cycles = convert_cycles(src.size_bytes, dst.size_bytes, hw.writeback)
     cycles += dma_cycles(dst.size_bytes, desc, hw.dma, conflict)
     return StageCost(cycles=cycles, sram_read_bytes={"psum": src.size_bytes + dst.size_bytes},
                      sram_write_bytes={"psum": dst.size_bytes}, dram_write_bytes=dst.size_bytes, writes=(REGION,))
