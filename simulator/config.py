@@ -11,11 +11,13 @@ or ``[h, w]`` and are normalised to ``(h, w)`` tuples.
 from __future__ import annotations
 
 import difflib
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -312,6 +314,9 @@ class MacArrayConfig(_Frozen):
     cols: PositiveInt = 32
     dataflow: Literal["os", "ws"] = "os"
     weight_double_buffer: bool = False
+    # the swelling DMA / weight-transpose unit / address generator tag the zeros they insert and the PEs skip
+    # them: changes energy only (docs/energy.md), never values or cycles, so golden manifests leave it out
+    zero_gating: bool = Field(default=False, exclude=True)
 
 
 class BufferConfig(_Frozen):
@@ -358,8 +363,47 @@ class PipelineConfig(_Frozen):
     overlap: Literal["serial", "double_buffer"] = "double_buffer"
 
 
+def _whole_femtojoules(value: float) -> float:
+    """Energies are kept as exact integer femtojoules (docs/energy.md): refuse a finer value."""
+    if (Decimal(repr(float(value))) * 1000) % 1:
+        raise ValueError(f"{value!r} pJ is finer than the 0.001 pJ (1 fJ) resolution of the energy ledger")
+    return value
+
+
+PicoJoules = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, le=1e9, allow_inf_nan=False),
+                       AfterValidator(_whole_femtojoules)]
+EnergyPreset = Literal["horowitz45", "horowitz45_sized", "zigzag_tpu_like"]
+
+
+class BufferEnergyConfig(_Frozen):
+    """Per-byte SRAM access energy of one buffer, overriding the table's ``sram_*_pj_per_byte``."""
+
+    read_pj_per_byte: PicoJoules | None = None
+    write_pj_per_byte: PicoJoules | None = None
+
+
+class EnergyConfig(_Frozen):
+    """Energy per action, in picojoules (see docs/energy.md for the shipped tables and their sources).
+
+    A key left out comes from ``preset`` when one is named, else it is 0. ``buffers`` overrides the SRAM costs of
+    single buffers; ``dram_write_pj_per_byte`` (default: ``dram_pj_per_byte``) the DRAM write cost.
+    """
+
+    preset: EnergyPreset | None = None
+    mac_pj: PicoJoules | None = None
+    mac_gated_pj: PicoJoules | None = None
+    sram_read_pj_per_byte: PicoJoules | None = None
+    sram_write_pj_per_byte: PicoJoules | None = None
+    buffers: dict[Literal["ifmap", "weight", "psum"], BufferEnergyConfig] = Field(default_factory=dict)
+    dram_pj_per_byte: PicoJoules | None = None
+    dram_write_pj_per_byte: PicoJoules | None = None
+    swell_dma_pj_per_byte: PicoJoules | None = None
+    output_converter_pj_per_byte: PicoJoules | None = None
+
+
 class HardwareConfig(_Frozen):
-    """The engine: MAC array, SRAM buffers, layout, DMA engines, accumulator policy, tile overlap, clock."""
+    """The engine: MAC array, SRAM buffers, layout, DMA engines, accumulator policy, tile overlap, clock, and
+    the energy table (energy only: never values or cycles, so golden manifests leave it out)."""
 
     clock_mhz: Annotated[float, BeforeValidator(_not_bool), Field(gt=0)] = 1000.0
     mac_array: MacArrayConfig = MacArrayConfig()
@@ -371,6 +415,7 @@ class HardwareConfig(_Frozen):
     writeback: DmaConfig = DmaConfig(bytes_per_cycle=64, setup_cycles=8)
     accumulator: AccumulatorConfig = AccumulatorConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    energy: EnergyConfig = Field(default=EnergyConfig(preset="horowitz45"), exclude=True)
 
 
 class EngineConfig(_Frozen):
@@ -590,6 +635,7 @@ __all__ = [
     "BufferConfig",
     "DataConfig",
     "DmaConfig",
+    "EnergyConfig",
     "EngineConfig",
     "FileSource",
     "HardwareConfig",

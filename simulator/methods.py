@@ -3,7 +3,8 @@
 Models no hardware: runs each layer of a config twice through :func:`simulator.pipeline.simulate_layer` (timing
 and values), checks the two ofmaps bit-exactly against each other and, when a golden case exists, against it,
 and lines up their costs: busy cycles per stage and the scheduled total, MACs issued vs useful, utilization
-both ways, the staged ifmap's SRAM footprint, DRAM and SRAM traffic. Conv2d layers run the direct method
+both ways, the staged ifmap's SRAM footprint, DRAM and SRAM traffic, and energy per action (what the phase
+method saves, and how much of it swell spends on MACs on inserted zeros). Conv2d layers run the direct method
 under either switch (the two columns are then the same run twice).
 """
 
@@ -19,6 +20,7 @@ import numpy as np
 from simulator.compare import compare
 from simulator.config import HardwareConfig, LayerConfig, SimConfig, load_config
 from simulator.data import LayerTensors, make_tensors
+from simulator.energy import ACTIONS, fmt_nj
 from simulator.golden import load_case
 from simulator.pipeline import STAGE_NAMES, SimResult, simulate_layer
 from simulator.runner import layer_dirs
@@ -46,6 +48,9 @@ class MethodCosts:
     dram_write_bytes: int
     sram_read_bytes: int
     sram_write_bytes: int
+    energy_fj: int = 0  # exact, integer femtojoules (docs/energy.md)
+    energy_fj_by_action: dict[str, int] | None = None
+    zero_mac_energy_fj: int = 0  # MAC energy on inserted zeros
 
 
 def method_costs(result: SimResult) -> MethodCosts:
@@ -59,7 +64,8 @@ def method_costs(result: SimResult) -> MethodCosts:
         utilization_useful=rep.utilization_useful, staged_ifmap_bytes=staged, peak_sram_bytes=dict(rep.peak_sram_bytes),
         dram_read_bytes=rep.dram_read_bytes, dram_write_bytes=rep.dram_write_bytes,
         sram_read_bytes=sum(sum(s.sram_read_bytes.values()) for s in rep.stages),
-        sram_write_bytes=sum(sum(s.sram_write_bytes.values()) for s in rep.stages))
+        sram_write_bytes=sum(sum(s.sram_write_bytes.values()) for s in rep.stages), energy_fj=rep.energy_fj,
+        energy_fj_by_action=dict(rep.energy_fj_by_action), zero_mac_energy_fj=rep.zero_mac_energy_fj)
 
 
 @dataclass(frozen=True)
@@ -96,16 +102,31 @@ class LayerComparison:
         rows += [("DRAM read B", a.dram_read_bytes, b.dram_read_bytes, "d"),
                  ("DRAM write B", a.dram_write_bytes, b.dram_write_bytes, "d"),
                  ("SRAM read B", a.sram_read_bytes, b.sram_read_bytes, "d"),
-                 ("SRAM write B", a.sram_write_bytes, b.sram_write_bytes, "d")]
+                 ("SRAM write B", a.sram_write_bytes, b.sram_write_bytes, "d"),
+                 ("energy nJ", a.energy_fj, b.energy_fj, "nJ")]
+        by_a, by_b = a.energy_fj_by_action or {}, b.energy_fj_by_action or {}
+        rows += [(f"  {action} nJ", by_a.get(action, 0), by_b.get(action, 0), "nJ") for action in ACTIONS
+                 if by_a.get(action) or by_b.get(action)]
+        rows += [("  of it MACs on inserted zeros nJ", a.zero_mac_energy_fj, b.zero_mac_energy_fj, "nJ")]
         title = f"layer {self.layer} ({self.op})"
         if a.method == b.method:
             title += f": both switches run the {a.method} method"
         lines = [title, f"{'':<32}{'swell':>16}{'phase':>16}{'phase/swell':>14}"]
         lines += [f"{name:<32}{_cell(x, fmt):>16}{_cell(y, fmt):>16}{_ratio(x, y):>14}" for name, x, y, fmt in rows]
+        if a.method != b.method:
+            lines.append(self.energy_saving())
         lines.append(self.verdict())
         if self.mismatch_report:
             lines.append(self.mismatch_report)
         return "\n".join(lines)
+
+    def energy_saving(self) -> str:
+        """One line: what phase saves against swell, and the share swell spent on MACs on inserted zeros."""
+        a, b = self.swell, self.phase
+        saved = a.energy_fj - b.energy_fj
+        share = f" ({saved / a.energy_fj:.1%} of swell's)" if a.energy_fj else ""
+        return (f"energy: phase {'saves' if saved >= 0 else 'costs'} {fmt_nj(abs(saved))} nJ{share}; swell spends "
+                f"{fmt_nj(a.zero_mac_energy_fj)} nJ on MACs on inserted zeros, phase {fmt_nj(b.zero_mac_energy_fj)}")
 
     def verdict(self) -> str:
         values = "swell and phase bit-exact" if self.methods_agree else "swell and phase DISAGREE"
@@ -118,6 +139,8 @@ class LayerComparison:
 def _cell(value: float | None, fmt: str) -> str:
     if value is None:
         return "-"
+    if fmt == "nJ":
+        return fmt_nj(int(value))
     return f"{value:.2%}" if fmt == "%" else f"{int(value):,}"
 
 

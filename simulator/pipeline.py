@@ -21,6 +21,7 @@ import numpy as np
 
 from simulator.config import HardwareConfig, LayerConfig, SimConfig
 from simulator.data import LayerTensors, make_tensors
+from simulator.energy import cost_energy, energy_table
 from simulator.errors import ConvsimError
 from simulator.fixedpoint import check_int8
 from simulator.report import LayerReport, TileEvent, summarize
@@ -149,7 +150,9 @@ def simulate_layer(layer: LayerConfig, hw: HardwareConfig, method_choice: str, t
             row.append(cost)
         costs.append(row)
     starts, ends = schedule([[c.cycles for c in row] for row in costs], hw.pipeline.overlap)
-    events = tuple(TileEvent(STAGE_NAMES[s], t, starts[t][s], ends[t][s])
+    table = energy_table(hw)
+    events = tuple(TileEvent(STAGE_NAMES[s], t, starts[t][s], ends[t][s],
+                             cost_energy(STAGE_NAMES[s], costs[t][s], table).fj)
                    for t in range(len(costs)) for s in range(len(STAGES)) if not costs[t][s].skipped)
     report = summarize(layer, hw, plan, STAGE_NAMES, costs, starts, ends)
     return SimResult(layer, dram.ofmap if dram is not None else None, report, events, plan, tensors,

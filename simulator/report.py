@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from simulator.config import HardwareConfig, LayerConfig
+from simulator.energy import Energy, energy_table, fmt_nj, stage_energy, sum_energy
 from simulator.stages.common import StageCost
 from simulator.tiling import TilePlan
 
@@ -20,6 +21,7 @@ class TileEvent:
     tile: int
     start_cycle: int
     end_cycle: int
+    energy_fj: int = 0  # this stage's energy on this tile (the stage record's is the exact sum over tiles)
 
 
 @dataclass(frozen=True)
@@ -38,13 +40,22 @@ class StageSummary:
     macs_useful: int | None = None
     utilization_issued: float | None = None
     utilization_useful: float | None = None
+    macs_on_zeros: int | None = None  # MACs issued with an inserted zero as an operand (issued - useful)
+    # energy (docs/energy.md): exact integer femtojoules per action, and the same in pJ
+    energy_fj: int = 0
+    energy_fj_by_action: dict[str, int] = field(default_factory=dict)
+    energy_pj: float = 0.0
+    energy_pj_by_action: dict[str, float] = field(default_factory=dict)
+    zero_mac_energy_fj: int = 0  # MAC energy spent on inserted zeros (gated or not)
+    zero_mac_energy_pj: float = 0.0
 
     def line(self) -> str:
-        """One table row: cycles, stall cycles, SRAM bytes per buffer, DRAM bytes."""
+        """One table row: cycles, stall cycles, energy, SRAM bytes per buffer, DRAM bytes."""
         if self.skipped:
             return f"{self.name:<17} {'skipped':>12}"
-        return (f"{self.name:<17} {self.cycles:>12,} {self.stall_cycles:>12,}  {_per_buffer(self.sram_read_bytes):<30}"
-                f"{_per_buffer(self.sram_write_bytes):<30}{self.dram_read_bytes:,}/{self.dram_write_bytes:,}")
+        return (f"{self.name:<17} {self.cycles:>12,} {self.stall_cycles:>12,} {fmt_nj(self.energy_fj):>14}  "
+                f"{_per_buffer(self.sram_read_bytes):<30}{_per_buffer(self.sram_write_bytes):<30}"
+                f"{self.dram_read_bytes:,}/{self.dram_write_bytes:,}")
 
     def mac_line(self) -> str:
         """The MAC array's own line: compute cycles, folds, MACs and utilization both ways."""
@@ -77,6 +88,15 @@ class LayerReport:
     utilization_issued: float
     utilization_useful: float
     stages: tuple[StageSummary, ...] = field(default_factory=tuple)
+    # energy: the sum of the stages' (exact in fJ), the MACs and MAC energy on inserted zeros, the table used
+    macs_on_zeros: int = 0
+    energy_fj: int = 0
+    energy_fj_by_action: dict[str, int] = field(default_factory=dict)
+    energy_pj: float = 0.0
+    energy_pj_by_action: dict[str, float] = field(default_factory=dict)
+    zero_mac_energy_fj: int = 0
+    zero_mac_energy_pj: float = 0.0
+    energy_table: dict[str, Any] = field(default_factory=dict)
     quant: str | None = None  # a quantized layer: what its output converter does and that the store moves int8
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,14 +111,22 @@ class LayerReport:
     def table(self) -> str:
         head = (f"layer {self.layer} ({self.op}, method {self.method}): {self.num_tiles} tile(s) of "
                 f"{self.rows_per_tile} row(s) x {self.oc_per_tile} channel(s)")
-        columns = (f"{'stage':<17} {'cycles':>12} {'stall':>12}  {'SRAM read bytes':<30}{'SRAM write bytes':<30}"
-                   "DRAM r/w bytes")
+        columns = (f"{'stage':<17} {'cycles':>12} {'stall':>12} {'energy nJ':>14}  {'SRAM read bytes':<30}"
+                   f"{'SRAM write bytes':<30}DRAM r/w bytes")
         macs = [s.mac_line() for s in self.stages if s.macs_issued is not None and not s.skipped]
         total = (f"total: {self.num_tiles} tile(s), {self.cycles:,} cycles = {self.time_us:,.3f} us at "
                  f"{self.clock_mhz:g} MHz; DRAM {self.dram_read_bytes:,} B read / {self.dram_write_bytes:,} B "
                  "written; peak SRAM " + ", ".join(f"{k} {v:,} B" for k, v in self.peak_sram_bytes.items()))
         quant = [f"quantized: {self.quant}"] if self.quant else []
-        return "\n".join([head, columns, *(s.line() for s in self.stages), *macs, *quant, total])
+        return "\n".join([head, columns, *(s.line() for s in self.stages), *macs, *quant, total,
+                          self.energy_line()])
+
+    def energy_line(self) -> str:
+        """Energy in total and by action, and what the MACs on inserted zeros cost."""
+        parts = ", ".join(f"{a} {fmt_nj(v)}" for a, v in self.energy_fj_by_action.items() if v)
+        gating = "gated" if self.energy_table.get("zero_gating") else "not gated"
+        return (f"energy: {fmt_nj(self.energy_fj)} nJ ({parts or 'all actions cost 0'}); MACs on inserted zeros "
+                f"{self.macs_on_zeros:,} ({gating}) cost {fmt_nj(self.zero_mac_energy_fj)} nJ")
 
 
 def _add(into: dict[str, int], more: dict[str, int]) -> None:
@@ -110,7 +138,9 @@ def summarize(layer: LayerConfig, hw: HardwareConfig, plan: TilePlan, names: tup
               costs: list[list[StageCost]], starts: list[list[int]], ends: list[list[int]]) -> LayerReport:
     """Fold per-tile costs and the schedule into one record per stage and the layer totals."""
     pes = hw.mac_array.rows * hw.mac_array.cols
+    table = energy_table(hw)
     stages = []
+    energies: list[Energy] = []
     for s, name in enumerate(names):
         column = [row[s] for row in costs]
         active = [t for t, c in enumerate(column) if not c.skipped]
@@ -122,13 +152,16 @@ def summarize(layer: LayerConfig, hw: HardwareConfig, plan: TilePlan, names: tup
             _add(reads, c.sram_read_bytes)
             _add(writes, c.sram_write_bytes)
         extra: dict[str, Any] = {}
+        issued, useful = sum(c.macs_issued for c in column), sum(c.macs_useful for c in column)
         if name == "mac_array":
-            issued, useful = sum(c.macs_issued for c in column), sum(c.macs_useful for c in column)
             extra = dict(compute_cycles=busy, folds=sum(c.folds for c in column), macs_issued=issued,
                          macs_useful=useful, utilization_issued=issued / (pes * busy) if busy else 0.0,
-                         utilization_useful=useful / (pes * busy) if busy else 0.0)
-        stages.append(StageSummary(name, busy, span - busy, reads, writes, sum(c.dram_read_bytes for c in column),
-                                   sum(c.dram_write_bytes for c in column), not active, **extra))
+                         utilization_useful=useful / (pes * busy) if busy else 0.0, macs_on_zeros=issued - useful)
+        dram_r, dram_w = sum(c.dram_read_bytes for c in column), sum(c.dram_write_bytes for c in column)
+        energy = stage_energy(name, reads, writes, dram_r, dram_w, issued, useful, table)
+        energies.append(energy)
+        stages.append(StageSummary(name, busy, span - busy, reads, writes, dram_r, dram_w, not active, **extra,
+                                   **_energy_fields(energy)))
     mac = next(s for s in stages if s.name == "mac_array")
     total = max((row[-1] for row in ends), default=0)
     return LayerReport(
@@ -139,7 +172,14 @@ def summarize(layer: LayerConfig, hw: HardwareConfig, plan: TilePlan, names: tup
         dram_write_bytes=sum(s.dram_write_bytes for s in stages),
         peak_sram_bytes=dict(plan.peak_bytes), macs_issued=mac.macs_issued or 0, macs_useful=mac.macs_useful or 0,
         utilization_issued=mac.utilization_issued or 0.0, utilization_useful=mac.utilization_useful or 0.0,
-        stages=tuple(stages), quant=_quant_line(layer))
+        stages=tuple(stages), macs_on_zeros=(mac.macs_issued or 0) - (mac.macs_useful or 0),
+        **_energy_fields(sum_energy(energies)), energy_table=table.as_pj(), quant=_quant_line(layer))
+
+
+def _energy_fields(energy: Energy) -> dict[str, Any]:
+    return dict(energy_fj=energy.fj, energy_fj_by_action=dict(energy.fj_by_action), energy_pj=energy.pj,
+                energy_pj_by_action=energy.pj_by_action, zero_mac_energy_fj=energy.zero_mac_fj,
+                zero_mac_energy_pj=energy.zero_mac_fj / 1000)
 
 
 def _quant_line(layer: LayerConfig) -> str | None:
@@ -160,7 +200,8 @@ def chrome_trace(events: tuple[TileEvent, ...], names: tuple[str, ...], clock_mh
     out += [{"name": "thread_name", "ph": "M", "pid": 0, "tid": i, "args": {"name": n}} for n, i in tid.items()]
     out += [{"name": f"tile {e.tile}", "ph": "X", "pid": 0, "tid": tid[e.stage], "ts": e.start_cycle / clock_mhz,
              "dur": (e.end_cycle - e.start_cycle) / clock_mhz,
-             "args": {"tile": e.tile, "start_cycle": e.start_cycle, "end_cycle": e.end_cycle}} for e in events]
+             "args": {"tile": e.tile, "start_cycle": e.start_cycle, "end_cycle": e.end_cycle,
+                      "energy_pj": e.energy_fj / 1000}} for e in events]
     return {"traceEvents": out, "displayTimeUnit": "ns"}
 
 
@@ -174,7 +215,8 @@ def network_totals(reports: list[LayerReport], num_pes: int) -> dict[str, Any]:
     layers (each layer's tiles are released before the next layer starts). The utilizations are
     ``MACs / (num_pes * total MAC compute cycles)``: the share of the PE slots the array had while it was busy
     computing, over the whole network, so large layers weigh more than small ones (not a mean of per-layer
-    percentages). Cycles the array waits on DMA do not count against it; ``cycles`` shows those.
+    percentages). Cycles the array waits on DMA do not count against it; ``cycles`` shows those. Energies are
+    sums over layers, exact in fJ.
     """
     compute = sum(_compute_cycles(r) for r in reports)
     issued, useful = sum(r.macs_issued for r in reports), sum(r.macs_useful for r in reports)
@@ -191,6 +233,7 @@ def network_totals(reports: list[LayerReport], num_pes: int) -> dict[str, Any]:
         "dram_write_bytes": sum(r.dram_write_bytes for r in reports),
         "peak_sram_bytes": peak,
         "peak_sram_total_bytes": max((sum(r.peak_sram_bytes.values()) for r in reports), default=0),
+        **_energy_fields(sum_energy([Energy(r.energy_fj_by_action, r.zero_mac_energy_fj) for r in reports])),
     }
 
 
@@ -198,8 +241,8 @@ def _compute_cycles(report: LayerReport) -> int:
     return next((s.compute_cycles or 0 for s in report.stages if s.name == "mac_array"), 0)
 
 
-NETWORK_COLUMNS = ("layer", "op", "method", "tiles", "cycles", "time us", "MACs issued", "MACs useful",
-                   "util iss", "util use", "DRAM r+w B", "peak SRAM B", "verdict")
+NETWORK_COLUMNS = ("layer", "op", "method", "tiles", "cycles", "energy nJ", "time us", "MACs issued",
+                   "MACs useful", "util iss", "util use", "DRAM r+w B", "peak SRAM B", "verdict")
 
 
 def network_table(reports: list[LayerReport], verdicts: list[str], num_pes: int) -> str:
@@ -209,14 +252,15 @@ def network_table(reports: list[LayerReport], verdicts: list[str], num_pes: int)
     largest layer's. The totals verdict is PASS only when every layer passed.
     """
     totals = network_totals(reports, num_pes)
-    rows = [[r.layer, r.op, r.method, f"{r.num_tiles:,}", f"{r.cycles:,}", f"{r.time_us:,.3f}",
-             f"{r.macs_issued:,}", f"{r.macs_useful:,}", f"{r.utilization_issued:.1%}",
+    rows = [[r.layer, r.op, r.method, f"{r.num_tiles:,}", f"{r.cycles:,}", fmt_nj(r.energy_fj),
+             f"{r.time_us:,.3f}", f"{r.macs_issued:,}", f"{r.macs_useful:,}", f"{r.utilization_issued:.1%}",
              f"{r.utilization_useful:.1%}", f"{r.dram_read_bytes + r.dram_write_bytes:,}",
              f"{sum(r.peak_sram_bytes.values()):,}", v] for r, v in zip(reports, verdicts, strict=True)]
     overall = "PASS" if verdicts and all(v == "PASS" for v in verdicts) else (
         "FAIL" if "FAIL" in verdicts else "-")
     rows.append(["total", "", "", f"{sum(r.num_tiles for r in reports):,}", f"{totals['cycles']:,}",
-                 f"{totals['time_us']:,.3f}", f"{totals['macs_issued']:,}", f"{totals['macs_useful']:,}",
+                 fmt_nj(totals["energy_fj"]), f"{totals['time_us']:,.3f}", f"{totals['macs_issued']:,}",
+                 f"{totals['macs_useful']:,}",
                  f"{totals['utilization_issued']:.1%}", f"{totals['utilization_useful']:.1%}",
                  f"{totals['dram_read_bytes'] + totals['dram_write_bytes']:,}",
                  f"{totals['peak_sram_total_bytes']:,}", overall])

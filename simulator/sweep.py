@@ -3,7 +3,8 @@
 Models no hardware: it varies the hardware/engine description by dotted path (e.g.
 ``hardware.mac_array.rows: [8, 16, 32]``), validates every point up front (an invalid point is reported, not
 run), evaluates the valid ones with the cycle model (timing only by default; ``--verify`` also runs the values
-and checks golden), and records one row per (point, layer).
+and checks golden), and records one row per (point, layer). The Pareto front minimises the sweep's
+``objectives`` (default cycles, PEs, SRAM bytes; ``energy_pj`` makes energy one of them).
 
 Distribution is never home-made: the ``local`` executor is a ``concurrent.futures.ProcessPoolExecutor`` over the
 machine's cores, the ``ray`` executor submits Ray tasks (Ray is an optional dependency, imported only there).
@@ -32,6 +33,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from simulator.config import SimConfig, config_from_mapping, format_validation_error, read_config_mapping
+from simulator.energy import fmt_nj
 from simulator.errors import ConfigError, ConvsimError
 from simulator.files import atomic_write_bytes, atomic_write_text, ensure_dir
 
@@ -47,13 +49,18 @@ class Constraints(BaseModel):
     max_sram_bytes: int | None = Field(default=None, ge=1)
 
 
+Objective = Literal["cycles", "energy_pj", "pes", "sram_bytes"]
+
+
 class SweepSpec(BaseModel):
-    """The sweep file: a base config (path relative to the sweep file), a grid and constraints."""
+    """The sweep file: a base config (path relative to the sweep file), a grid, constraints, and the objectives
+    the Pareto front minimises (totals over the point's layers)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     base: str
     grid: dict[str, list[Any]] = Field(min_length=1)
     constraints: Constraints = Constraints()
+    objectives: tuple[Objective, ...] = Field(default=("cycles", "pes", "sram_bytes"), min_length=1)
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,7 @@ def evaluate(cfg: SimConfig, verify: bool, golden_dir: str | None) -> list[dict[
             "sram_read_bytes": sum(sum(s.sram_read_bytes.values()) for s in r.stages),
             "sram_write_bytes": sum(sum(s.sram_write_bytes.values()) for s in r.stages),
             "peak_sram_bytes": sum(r.peak_sram_bytes.values()), "num_tiles": r.num_tiles, "verified": verdict,
+            "energy_pj": r.energy_pj, "energy_fj": r.energy_fj,
         })
     return rows
 
@@ -206,7 +214,7 @@ def run_ray(payloads: list[Payload], done: Done, address: str | None) -> None:
 
 COLUMNS = ("point", "layer", "method", "pes", "sram_bytes", "cycles", "time_us", "macs_issued", "macs_useful",
            "utilization_issued", "utilization_useful", "dram_read_bytes", "dram_write_bytes", "sram_read_bytes",
-           "sram_write_bytes", "peak_sram_bytes", "num_tiles", "verified")
+           "sram_write_bytes", "peak_sram_bytes", "num_tiles", "verified", "energy_pj", "energy_fj")
 
 
 def read_jsonl(path: Path) -> dict[int, dict[str, Any]]:
@@ -253,14 +261,16 @@ def csv_text(rows: list[dict[str, Any]], grid_keys: list[str]) -> str:
 
 
 def point_totals(records: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per point: total cycles over its layers, PEs and SRAM bytes."""
+    """Per point: total cycles and energy over its layers (energy summed exactly in fJ), PEs and SRAM bytes."""
     out = []
     for index in sorted(records):
         rows = records[index].get("rows")
         if rows:
+            energy_fj = sum(r.get("energy_fj", 0) for r in rows)  # results written before energy existed: 0
             out.append({"point": index, "overrides": records[index]["overrides"], "pes": rows[0]["pes"],
                         "sram_bytes": rows[0]["sram_bytes"], "cycles": sum(r["cycles"] for r in rows),
-                        "macs_useful": sum(r["macs_useful"] for r in rows)})
+                        "macs_useful": sum(r["macs_useful"] for r in rows), "energy_fj": energy_fj,
+                        "energy_pj": energy_fj / 1000})
     return out
 
 
@@ -273,16 +283,19 @@ def pareto_front(totals: list[dict[str, Any]], keys: tuple[str, ...] = ("cycles"
     return [p for p in totals if not any(dominates(q, p) for q in totals)]
 
 
-def pareto_text(front: list[dict[str, Any]]) -> str:
-    lines = [f"{'point':>5}  {'cycles':>12}  {'PEs':>6}  {'SRAM bytes':>12}  overrides"]
-    for p in sorted(front, key=lambda p: (p["cycles"], p["pes"], p["sram_bytes"])):
-        lines.append(f"{p['point']:>5}  {p['cycles']:>12,}  {p['pes']:>6}  {p['sram_bytes']:>12,}  "
+def pareto_text(front: list[dict[str, Any]], objectives: tuple[str, ...] = ("cycles", "pes", "sram_bytes")) -> str:
+    lines = [f"{'point':>5}  {'cycles':>12}  {'energy nJ':>14}  {'PEs':>6}  {'SRAM bytes':>12}  overrides"]
+    for p in sorted(front, key=lambda p: tuple(p[k] for k in (*objectives, "point"))):
+        lines.append(f"{p['point']:>5}  {p['cycles']:>12,}  {fmt_nj(p.get('energy_fj', 0)):>14}  {p['pes']:>6}  "
+                     f"{p['sram_bytes']:>12,}  "
                      + ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in p["overrides"].items()))
     return "\n".join(lines)
 
 
-def pareto_png(totals: list[dict[str, Any]], front: list[dict[str, Any]], path: Path, title: str) -> bool:
-    """Cycles vs PEs, every point grey, the front labelled; False when matplotlib is not installed."""
+def pareto_png(totals: list[dict[str, Any]], front: list[dict[str, Any]], path: Path, title: str,
+               objectives: tuple[str, ...] = ("cycles", "pes", "sram_bytes")) -> bool:
+    """Cycles vs energy when energy is an objective, else cycles vs PEs; every point grey, the front labelled;
+    False when matplotlib is not installed."""
     try:
         import matplotlib
 
@@ -290,17 +303,26 @@ def pareto_png(totals: list[dict[str, Any]], front: list[dict[str, Any]], path: 
         import matplotlib.pyplot as plt
     except ImportError:
         return False
+    energy = "energy_pj" in objectives
+
+    def x_of(p: dict[str, Any]) -> float:
+        return p["energy_fj"] / 1e6 if energy else p["pes"]  # energy in nJ
+
+    varying = [k for k in (totals[0]["overrides"] if totals else {})
+               if len({json.dumps(p["overrides"][k]) for p in totals}) > 1]  # label with what changes
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
-    ax.scatter([p["pes"] for p in totals], [p["cycles"] for p in totals], s=14, c="0.75", label="all points")
-    ordered = sorted(front, key=lambda p: p["pes"])
-    ax.plot([p["pes"] for p in ordered], [p["cycles"] for p in ordered], "o-", c="tab:red", ms=5,
-            label="Pareto front (cycles, PEs, SRAM)")
+    ax.scatter([x_of(p) for p in totals], [p["cycles"] for p in totals], s=14, c="0.75", label="all points")
+    ordered = sorted(front, key=lambda p: (x_of(p), p["cycles"]))
+    names = {"cycles": "cycles", "energy_pj": "energy", "pes": "PEs", "sram_bytes": "SRAM"}
+    ax.plot([x_of(p) for p in ordered], [p["cycles"] for p in ordered], "o-", c="tab:red", ms=5,
+            label=f"Pareto front ({', '.join(names[k] for k in objectives)})")
     for p in ordered:
-        label = ", ".join(str(v) for v in p["overrides"].values())
-        ax.annotate(label, (p["pes"], p["cycles"]), fontsize=6, xytext=(4, 3), textcoords="offset points")
-    ax.set_xscale("log", base=2)
+        label = ", ".join(f"{k.rsplit('.', 1)[-1]}={p['overrides'][k]}" for k in varying)
+        ax.annotate(label, (x_of(p), p["cycles"]), fontsize=6, xytext=(4, 3), textcoords="offset points")
+    if not energy:
+        ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xlabel("PEs (rows x cols)")
+    ax.set_xlabel("energy, nJ (all layers)" if energy else "PEs (rows x cols)")
     ax.set_ylabel("total cycles (all layers)")
     ax.set_title(title)
     ax.legend(fontsize=8)
@@ -381,11 +403,13 @@ def run_sweep(sweep_file: Path, out: Path, executor: Executor = "local", address
     rows = table_rows(records, grid_keys)
     atomic_write_text(out / "results.csv", csv_text(rows, grid_keys))
     totals = point_totals(records)
-    front = pareto_front(totals)
-    atomic_write_text(out / "pareto.txt", pareto_text(front) + "\n")
-    print(f"Pareto front ({len(front)} of {len(totals)} points; minimising cycles, PEs, SRAM bytes):")
-    print(pareto_text(front))
-    if pareto_png(totals, front, out / "pareto.png", f"{sweep_file.stem}: cycles vs PEs"):
+    objectives = spec.objectives
+    front = pareto_front(totals, objectives)
+    atomic_write_text(out / "pareto.txt", pareto_text(front, objectives) + "\n")
+    print(f"Pareto front ({len(front)} of {len(totals)} points; minimising {', '.join(objectives)}):")
+    print(pareto_text(front, objectives))
+    versus = "energy" if "energy_pj" in objectives else "PEs"
+    if pareto_png(totals, front, out / "pareto.png", f"{sweep_file.stem}: cycles vs {versus}", objectives):
         print(f"plot: {out / 'pareto.png'}")
     failed = [r for r in rows if r.get("verified") == "FAIL"]
     return 1 if failed else 0

@@ -121,16 +121,19 @@ def test_network_run_reports_a_failing_layer(tmp_path, capsys):
     assert json.loads((tmp_path / "run" / "report.json").read_text())["layers"][1]["verdict"] == "FAIL"
 
 
-def _report(name: str, cycles: int, compute: int, issued: int, useful: int, peak: dict[str, int]) -> LayerReport:
+def _report(name: str, cycles: int, compute: int, issued: int, useful: int, peak: dict[str, int],
+            energy_fj: int = 0) -> LayerReport:
     mac = StageSummary("mac_array", compute, 0, {}, {}, 0, 0, False, compute_cycles=compute, macs_issued=issued,
                        macs_useful=useful)
     return LayerReport(name, "conv_transpose2d", "swell", 1, 1, 1, cycles, cycles / 500, 500.0, 100, 10, peak,
-                       issued, useful, 0.0, 0.0, (mac,))
+                       issued, useful, 0.0, 0.0, (mac,), energy_fj=energy_fj,
+                       energy_fj_by_action={"mac": energy_fj // 4, "dram": energy_fj - energy_fj // 4},
+                       zero_mac_energy_fj=energy_fj // 8)
 
 
 def test_network_totals_by_hand():
-    a = _report("a", 1000, 400, 400 * 16, 1600, {"ifmap": 10, "weight": 50, "psum": 5})
-    b = _report("b", 3000, 100, 100 * 8, 200, {"ifmap": 40, "weight": 1, "psum": 1})
+    a = _report("a", 1000, 400, 400 * 16, 1600, {"ifmap": 10, "weight": 50, "psum": 5}, energy_fj=1_000_000)
+    b = _report("b", 3000, 100, 100 * 8, 200, {"ifmap": 40, "weight": 1, "psum": 1}, energy_fj=2_500_008)
     totals = network_totals([a, b], num_pes=16)
     assert totals["cycles"] == 4000 and totals["time_us"] == 8.0
     assert totals["utilization_issued"] == (6400 + 800) / (16 * 500)  # 0.9, not the mean of 100% and 50%
@@ -138,10 +141,26 @@ def test_network_totals_by_hand():
     assert totals["dram_read_bytes"] == 200 and totals["dram_write_bytes"] == 20
     assert totals["peak_sram_bytes"] == {"ifmap": 40, "weight": 50, "psum": 5}
     assert totals["peak_sram_total_bytes"] == 65
+    # energies add up exactly in fJ: 1,000,000 + 2,500,008; by action 250,000 + 625,002 and 750,000 + 1,875,006
+    assert totals["energy_fj"] == 3_500_008 and totals["energy_pj"] == 3500.008
+    assert totals["energy_fj_by_action"]["mac"] == 875_002 and totals["energy_fj_by_action"]["dram"] == 2_625_006
+    assert totals["zero_mac_energy_fj"] == 125_000 + 312_501
     table = network_table([a, b], ["PASS", "NO GOLDEN"], num_pes=16).splitlines()
-    assert table[-1].split() == ["total", "2", "4,000", "8.000", "7,200", "1,800", "90.0%", "22.5%", "220", "65",
-                                 "-"]
+    assert table[-1].split() == ["total", "2", "4,000", "3.500", "8.000", "7,200", "1,800", "90.0%", "22.5%", "220",
+                                 "65", "-"]
     assert [line.split()[0] for line in table[3:5]] == ["a", "b"]
+
+
+
+@pytest.mark.parametrize("method", ["swell", "phase"])
+def test_dcgan_generator_tables_in_docs_are_current(method):
+    """docs/networks.md quotes the shipped generator's table for both methods (verdicts: the golden tests)."""
+    from simulator.pipeline import simulate_layer
+
+    cfg = load_config(REPO / "configs" / "dcgan_generator.yaml")
+    reports = [simulate_layer(layer, cfg.hardware, method, None).report for layer in cfg.layers]
+    table = network_table(reports, ["PASS"] * len(reports), 1024)
+    assert table in (REPO / "docs" / "networks.md").read_text()
 
 
 # ---------------------------------------------------------------------------------------------------- from-torch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -107,3 +108,48 @@ def test_killed_sweep_resumes_to_the_same_table(tmp_path):
         fh.write('{"point": 49, "torn')  # a half-written last line must be ignored
     assert main(["sweep", str(sweep), "--out", str(out), "--resume", "--workers", "2"]) == 0
     assert (out / "results.csv").read_text() == (tmp_path / "whole" / "results.csv").read_text()
+
+
+# ------------------------------------------------------------------------------------------ energy objective
+
+
+def test_pareto_front_on_cycles_and_energy_by_hand():
+    pts = [
+        {"point": 0, "cycles": 100, "energy_pj": 50.0, "pes": 64, "sram_bytes": 10},  # front: least energy
+        {"point": 1, "cycles": 50, "energy_pj": 80.0, "pes": 4096, "sram_bytes": 99},  # front: fastest
+        {"point": 2, "cycles": 100, "energy_pj": 60.0, "pes": 16, "sram_bytes": 1},  # dominated by 0 on these keys
+        {"point": 3, "cycles": 70, "energy_pj": 70.0, "pes": 64, "sram_bytes": 10},  # front: in between
+    ]
+    assert sorted(p["point"] for p in pareto_front(pts, ("cycles", "energy_pj"))) == [0, 1, 3]
+    assert sorted(p["point"] for p in pareto_front(pts)) == [1, 2, 3]  # the default keys ignore energy
+
+
+def test_energy_columns_and_an_energy_only_override(tmp_path, capsys):
+    """Sweeping a per-action energy changes the energy column by the hand-computed amount, never the cycles."""
+    body = ("base: {base}\ngrid:\n  hardware.energy.mac_pj: [1, 3]\n  hardware.energy.preset: [null]\n"
+            "objectives: [cycles, energy_pj]\n")
+    assert main(["sweep", str(_sweep_file(tmp_path, body)), "--out", str(tmp_path / "o"), "--workers", "1"]) == 0
+    rows = list(csv.DictReader((tmp_path / "o" / "results.csv").open()))
+    assert [r["cycles"] for r in rows] == [rows[0]["cycles"]] * 2
+    issued = int(rows[0]["macs_issued"])
+    assert [int(r["energy_fj"]) for r in rows] == [1000 * issued, 3000 * issued]  # only MACs cost: 1 and 3 pJ
+    out = capsys.readouterr().out
+    assert "minimising cycles, energy_pj" in out
+    assert out.splitlines()[2].split()[:3] == ["0", rows[0]["cycles"], f"{issued / 1000:,.3f}"]
+
+
+def test_unknown_objective_is_a_one_line_error(tmp_path, capsys):
+    body = "base: {base}\ngrid:\n  hardware.mac_array.rows: [8]\nobjectives: [cycles, joules]\n"
+    assert main(["sweep", str(_sweep_file(tmp_path, body)), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "objectives[1]" in err and "energy_pj" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("name", "points"), [("dcgan_energy", 3), ("dcgan_shapes", 7)])
+def test_sweep_fronts_in_docs_are_current(tmp_path, name, points):
+    """docs/sweeps.md quotes the fronts of both shipped sweeps verbatim."""
+    sweep = REPO / "configs" / "sweeps" / f"{name}.yaml"
+    assert main(["sweep", str(sweep), "--out", str(tmp_path / "o"), "--workers", "2"]) == 0
+    front = (tmp_path / "o" / "pareto.txt").read_text()
+    assert front in (REPO / "docs" / "sweeps.md").read_text()
+    assert len(front.splitlines()) == 1 + points

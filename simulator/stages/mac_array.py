@@ -22,6 +22,8 @@ preloading weights). With ``weight_double_buffer`` (ws only) the preload of a fo
 fold: ``rows + folds * (rows + cols + T - 2)``. Groups and phase jobs run one after another. Deliberately
 ignores: SRAM read-port bandwidth limits on feeding the array, partial-sum spills (K is never tiled), clock
 gating of idle PEs and zero skipping (zeros are issued like any operand: that is what ``macs_issued`` counts).
+``mac_array.zero_gating`` is an energy option (:mod:`simulator.energy`): the tagged zeros are still issued, so it
+never changes the cycles here.
 """
 
 from __future__ import annotations

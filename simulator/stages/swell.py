@@ -5,8 +5,9 @@ Models: a streaming unit that reads the compact tile from the ifmap buffer and w
 inserted zeros and border included, back into it, so its SRAM footprint and write traffic are ~stride^2 larger
 than the input's. Cycles: ``setup + ceil(max(read, write) / bytes_per_cycle)`` (separate read and write ports).
 Skipped (0 cycles) for conv2d and for the phase method. For a quantized layer the inserted pixels and the
-border hold the input zero point (the int8 code of real 0), not 0. Deliberately ignores: zero-skipping compression and
-any reuse of overlapping rows between tiles.
+border hold the input zero point (the int8 code of real 0), not 0. With ``mac_array.zero_gating`` the zeros it
+inserts are tagged so the MAC array gates them: energy only (:mod:`simulator.energy`), the tags' storage is not
+modelled. Deliberately ignores: zero-skipping compression and any reuse of overlapping rows between tiles.
 """
 
 from __future__ import annotations
