@@ -15,7 +15,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -28,10 +27,19 @@ from pydantic import (
 )
 
 from simulator.errors import ConfigError
+from simulator.inputs import read_yaml_file
 
 Pair = tuple[int, int]
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
 INT8_MAX = 127
+# Resource bounds, checked at load, before anything is allocated: the simulator holds every tensor and every SRAM
+# buffer in memory, so a config beyond these would exhaust the machine instead of failing cleanly.
+MAX_LAYER_BYTES = 128 << 20  # ifmap + weight + bias + int32 ofmap of one layer (a golden case holds ~6x this)
+MAX_SRAM_BYTES = 256 << 20  # one SRAM buffer's byte image
+MAX_EXTENT = 1 << 16  # rows or columns of an input or output map (the tile planner keeps a record per row)
+MAX_MACS = 1 << 34  # products of one layer (about a minute of simulation at ~4 ns per product)
+MAX_LAYERS = 1024  # layers of a network config
+MAX_NAME = 100  # characters of a config or layer name (it names directories)
 
 
 def _pair(value: Any) -> Any:
@@ -168,7 +176,7 @@ class QuantConfig(_Frozen):
 class LayerConfig(_Frozen):
     """One convolution layer, with torch's argument names."""
 
-    name: Annotated[str, Field(pattern=NAME_PATTERN)] = "layer"
+    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=MAX_NAME)] = "layer"
     op: Literal["conv_transpose2d", "conv2d"] = "conv_transpose2d"
     input_shape: tuple[PositiveInt, PositiveInt, PositiveInt, PositiveInt]
     in_channels: PositiveInt
@@ -222,7 +230,38 @@ class LayerConfig(_Frozen):
                 f"output size comes out {oh}x{ow} for input {h}x{w}, kernel_size={list(self.kernel_size)}, "
                 f"stride={list(self.stride)}, padding={list(self.padding)}, dilation={list(self.dilation)}"
             )
+        if max(h, w, oh, ow) > MAX_EXTENT:
+            raise ValueError(f"input {h}x{w} -> output {oh:,}x{ow:,}: more than {MAX_EXTENT:,} rows or columns, "
+                             "beyond what the simulator accepts")
+        sizes = self.tensor_bytes
+        if sum(sizes.values()) > MAX_LAYER_BYTES:
+            parts = ", ".join(f"{k} {v:,}" for k, v in sizes.items())
+            raise ValueError(f"the layer needs {sum(sizes.values()):,} bytes of tensors ({parts}), more than the "
+                             f"{MAX_LAYER_BYTES:,} bytes the simulator accepts")
+        if self.products > MAX_MACS:
+            raise ValueError(f"the layer computes {self.products:,} products, more than the {MAX_MACS:,} the "
+                             "simulator runs (reduce its size or split it)")
         return self
+
+    @property
+    def products(self) -> int:
+        """Products of real values the layer computes (every input pixel with every tap for a transposed conv,
+        every output with its whole reduction for a conv2d): the work a simulation of it must do."""
+        n, c, h, w = self.input_shape
+        kh, kw = self.kernel_size
+        if self.is_transposed:
+            return n * c * (self.out_channels // self.groups) * h * w * kh * kw
+        oh, ow = self.output_hw
+        return n * self.out_channels * max(oh, 0) * max(ow, 0) * (c // self.groups) * kh * kw
+
+    @property
+    def tensor_bytes(self) -> dict[str, int]:
+        """Bytes of the int8 ifmap and weight, the int32 bias and the int32 ofmap (what a run holds in memory)."""
+        n, c, h, w = self.input_shape
+        kh, kw = self.kernel_size
+        oh, ow = self.output_hw
+        return {"ifmap": n * c * h * w, "weight": c * (self.out_channels // self.groups) * kh * kw,
+                "bias": 4 * self.out_channels, "ofmap": 4 * n * self.out_channels * max(oh, 0) * max(ow, 0)}
 
     @property
     def output_hw(self) -> Pair:
@@ -326,6 +365,14 @@ class BufferConfig(_Frozen):
     num_banks: PositiveInt = 16
     bank_width_bytes: PositiveInt = 16
 
+    @field_validator("size_bytes")
+    @classmethod
+    def _bounded(cls, value: int) -> int:
+        if value > MAX_SRAM_BYTES:
+            raise ValueError(f"{value:,} bytes: the simulator holds each SRAM buffer as a byte image in memory and "
+                             f"accepts at most {MAX_SRAM_BYTES:,} bytes")
+        return value
+
 
 class SramConfig(_Frozen):
     ifmap: BufferConfig = BufferConfig()
@@ -405,7 +452,7 @@ class HardwareConfig(_Frozen):
     """The engine: MAC array, SRAM buffers, layout, DMA engines, accumulator policy, tile overlap, clock, and
     the energy table (energy only: never values or cycles, so golden manifests leave it out)."""
 
-    clock_mhz: Annotated[float, BeforeValidator(_not_bool), Field(gt=0)] = 1000.0
+    clock_mhz: Annotated[float, BeforeValidator(_not_bool), Field(ge=1e-6, le=1e6)] = 1000.0  # 1 Hz .. 1 THz
     mac_array: MacArrayConfig = MacArrayConfig()
     sram: SramConfig = SramConfig()
     layout: LayoutConfig = LayoutConfig()
@@ -430,7 +477,7 @@ class EngineConfig(_Frozen):
 class SimConfig(_Frozen):
     """A whole simulation: one layer (``layer:``) or a network (``layers:``), its data, hardware and method."""
 
-    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=MAX_NAME)]
     layers: tuple[LayerConfig, ...]
     data: DataConfig = DataConfig()
     hardware: HardwareConfig = HardwareConfig()
@@ -455,12 +502,20 @@ class SimConfig(_Frozen):
             raw["layers"] = (layer,)
         else:
             if not isinstance(raw["layers"], list) or not raw["layers"]:
-                raise ValueError(f"layers must be a non-empty list, got {raw['layers']!r}")
+                shown = repr(raw["layers"])
+                raise ValueError(f"layers must be a non-empty list, got {shown[:60]}{'...' if len(shown) > 60 else ''}")
+            if len(raw["layers"]) > MAX_LAYERS:
+                raise ValueError(f"layers: {len(raw['layers']):,} layers, more than the {MAX_LAYERS:,} a network "
+                                 "config accepts")
             raw["is_network"] = True
         return raw
 
     @model_validator(mode="after")
     def _unique_layer_names(self) -> SimConfig:
+        total = sum(layer.products for layer in self.layers)
+        if total > MAX_MACS:
+            raise ValueError(f"layers: the network computes {total:,} products, more than the {MAX_MACS:,} the "
+                             "simulator runs in one config (split it)")
         names = [layer.name for layer in self.layers]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -526,6 +581,44 @@ def _known_keys() -> set[str]:
     return keys
 
 
+PAIR_FIELDS = ("kernel_size", "stride", "padding", "output_padding", "dilation")
+
+
+def _plain_message(error: Any, loc: list[Any]) -> str:
+    """pydantic's message for one error, in the words of the config (no "valid tuple", no "Input should")."""
+    kind, ctx = error["type"], error.get("ctx") or {}
+    field = next((p for p in reversed(loc) if isinstance(p, str)), "")
+    if kind == "tuple_type" or (kind in ("int_type", "int_parsing", "int_from_float") and field in PAIR_FIELDS):
+        if field in PAIR_FIELDS:
+            return "expected an int or a pair [h, w] of ints"
+        if field == "input_shape":
+            return "expected a list of 4 ints [N, C, H, W]"
+        return "expected a list"
+    plain = {
+        "string_pattern_mismatch": "only letters, digits, '_' and '-' are allowed (it names a directory)",
+        "int_type": "expected an integer", "int_parsing": "expected an integer",
+        "int_from_float": "expected an integer, not a fraction", "float_type": "expected a number",
+        "float_parsing": "expected a number", "bool_type": "expected true or false",
+        "bool_parsing": "expected true or false", "string_type": "expected a string",
+        "dict_type": "expected a mapping", "model_type": "expected a mapping", "list_type": "expected a list",
+        "missing": "required key missing", "finite_number": "expected a finite number",
+        "string_too_long": f"at most {(error.get('ctx') or {}).get('max_length')} characters",
+    }
+    if kind in plain:
+        return plain[kind]
+    bounds = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "less_than_equal": ("<=", "le"),
+              "less_than": ("<", "lt")}
+    if kind in bounds:
+        op, key = bounds[kind]
+        return f"must be {op} {ctx.get(key)}"
+    if kind == "literal_error":
+        return f"expected {ctx.get('expected')}"
+    if kind == "too_short":
+        return f"expected at least {ctx.get('min_length')} entr{'y' if ctx.get('min_length') == 1 else 'ies'}"
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    return msg.replace("Input should be", "expected").replace("a valid ", "")
+
+
 def format_validation_error(err: ValidationError, source: str, single_layer: bool = False) -> str:
     """One line: ``source: dotted.key[index].path: message (got value)`` for the first error (unknown keys
     first), with the closest valid key suggested for a misspelt one."""
@@ -536,9 +629,7 @@ def format_validation_error(err: ValidationError, source: str, single_layer: boo
     where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" if str(p).isidentifier() else f"[{str(p)!r}]"
                     for p in loc).removeprefix(".")
     where = f"{where}: " if where else ""
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "string_pattern_mismatch":
-        msg = "only letters, digits, '_' and '-' are allowed (it names a directory)"
+    msg = _plain_message(first, loc)
     got = ""
     if first["type"] not in ("value_error", "missing") and "input" in first:
         shown = repr(first["input"])
@@ -552,23 +643,7 @@ def format_validation_error(err: ValidationError, source: str, single_layer: boo
 
 
 def _read_yaml(path: Path, what: str) -> Any:
-    if not path.exists():
-        raise ConfigError(f"{what} {path}: file not found")
-    if path.is_dir():
-        raise ConfigError(f"{what} {path}: is a directory, expected a YAML file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{what} {path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
-                          f"{exc.start})") from None
-    except OSError as exc:
-        raise ConfigError(f"{what} {path}: cannot be read ({exc.strerror or exc.__class__.__name__})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{what} {path}: not valid YAML{at}") from None
+    data = read_yaml_file(path, what)
     if data is None:
         raise ConfigError(f"{what} {path}: file is empty")
     if not isinstance(data, dict):
@@ -627,8 +702,14 @@ def read_config_mapping(path: Path, what: str = "config") -> tuple[dict[str, Any
 
 def load_config(path: str | Path) -> SimConfig:
     """Read and validate a config file. Raises :class:`ConfigError` with a one-line message."""
+    if not isinstance(path, str | Path):
+        raise ConfigError(f"load_config: expected a path (str or pathlib.Path), got {type(path).__name__}")
     path = Path(path)
-    return config_from_mapping(dict(_read_yaml(path, "config")), path.parent, source=str(path))
+    raw = dict(_read_yaml(path, "config"))
+    if "grid" in raw and "base" in raw and "layer" not in raw and "layers" not in raw:
+        raise ConfigError(f"{path}: this is a sweep file (base, grid), not a config: run it with "
+                          f"`convsim sweep {path}`")
+    return config_from_mapping(raw, path.parent, source=str(path))
 
 
 __all__ = [

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from simulator.config import DataConfig, FileSource, LayerConfig
-from simulator.errors import ConfigError
+from simulator.errors import ConfigError, ConvsimError
+from simulator.inputs import check_regular_file
 
 BIAS_RANDOM_BOUND = 2**20
 
@@ -41,42 +42,73 @@ def pattern_weight(shape: tuple[int, int, int, int]) -> np.ndarray:
 NPY_MAGIC = b"\x93NUMPY"
 
 
-def _npy_kind(path: Path) -> str:
-    """'npy', 'npz' or 'other', from the file's first bytes (np.load calls anything unknown 'pickled data')."""
+def _npy_header(path: Path, what: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, offset of the data) from a ``.npy`` header, read without touching the data."""
     with open(path, "rb") as fh:
         head = fh.read(len(NPY_MAGIC))
-    if head == NPY_MAGIC:
-        return "npy"
-    return "npz" if head.startswith(b"PK\x03\x04") else "other"
+        if head != NPY_MAGIC:
+            reason = "a .npz archive" if head.startswith(b"PK\x03\x04") else "no NUMPY magic"
+            raise ConfigError(f"{what} file {path}: not a .npy file ({reason})")
+        fh.seek(0)
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _fortran_order, dtype = read(fh)  # np.load handles either order
+        return tuple(int(d) for d in shape), dtype, fh.tell()
 
 
 def load_npy(path: Path, what: str, shape: tuple[int, ...], lo: int, hi: int, dtype: type) -> np.ndarray:
-    """Read an integer ``.npy`` safely (no pickles), check shape and range, return it as ``dtype``."""
+    """Read an integer ``.npy`` safely: a regular file, no pickles, its header's dtype and shape checked against
+    the layer before any data is read (a header declaring a huge shape allocates nothing), then the range."""
     name = np.dtype(dtype).name
+    size = check_regular_file(Path(path), f"{what} file", None)
     try:
-        kind = _npy_kind(path)
-        if kind != "npy":
-            reason = "a .npz archive" if kind == "npz" else "no NUMPY magic"
-            raise ConfigError(f"{what} file {path}: not a .npy file ({reason})")
+        got_shape, got_dtype, offset = _npy_header(path, what)
+    except ConfigError:
+        raise
+    except (ValueError, OSError, EOFError, SyntaxError):
+        raise ConfigError(f"{what} file {path}: not a valid .npy file (truncated or corrupt)") from None
+    if got_dtype.hasobject:
+        raise ConfigError(f"{what} file {path}: holds pickled objects (refused: allow_pickle=False)")
+    if not np.issubdtype(got_dtype, np.integer):
+        raise ConfigError(f"{what} file {path}: dtype {got_dtype} is not an integer type (expected {name})")
+    if got_shape != tuple(shape):
+        raise ConfigError(f"{what} file {path}: shape {list(got_shape)}, expected {list(shape)}")
+    if size != offset + int(np.prod(got_shape, dtype=np.int64)) * got_dtype.itemsize:
+        raise ConfigError(f"{what} file {path}: not a valid .npy file (truncated or corrupt: {size:,} bytes for "
+                          f"{got_dtype}{list(got_shape)})")
+    try:
         arr = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise ConfigError(f"{what} file {path}: not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{what} file {path}: is a directory, expected a .npy file") from None
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise ConfigError(f"{what} file {path}: holds pickled objects (refused: allow_pickle=False)") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile):
         raise ConfigError(f"{what} file {path}: not a valid .npy file (truncated or corrupt)") from None
-    except (OSError, EOFError, zipfile.BadZipFile):
-        raise ConfigError(f"{what} file {path}: not a valid .npy file (truncated or corrupt)") from None
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise ConfigError(f"{what} file {path}: dtype {arr.dtype} is not an integer type (expected {name})")
-    if tuple(arr.shape) != tuple(shape):
-        raise ConfigError(f"{what} file {path}: shape {list(arr.shape)}, expected {list(shape)}")
     if arr.size and (arr.min() < lo or arr.max() > hi):
         bad = arr.min() if arr.min() < lo else arr.max()
         raise ConfigError(f"{what} file {path}: value {int(bad)} outside {name} [{lo}, {hi}]")
     return arr.astype(dtype)
+
+
+def checked_tensor(value: object, what: str, shape: tuple[int, ...], bits: int) -> np.ndarray:
+    """A tensor passed to :func:`simulator.simulate` as a C-contiguous int8 (``bits=8``) or int32 array, or a
+    ConvsimError naming the argument, its dtype and the accepted range. Only integer numpy arrays are accepted:
+    a float array would be truncated (0.7 -> 0) and NaN would become 0, a bool array is not data, and a list
+    has no dtype to check."""
+    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    name = f"int{bits}"
+    if not isinstance(value, np.ndarray):
+        raise ConvsimError(f"{what}: expected a numpy integer array of shape {list(shape)} with values in {name} "
+                           f"[{lo}, {hi}], got {type(value).__name__}")
+    if value.dtype == np.bool_ or not np.issubdtype(value.dtype, np.integer):
+        raise ConvsimError(f"{what}: dtype {value.dtype} is not an integer type; expected values in {name} "
+                           f"[{lo}, {hi}] (convert explicitly, e.g. np.round(x).astype(np.{name}))")
+    if tuple(value.shape) != tuple(shape):
+        raise ConvsimError(f"{what}: shape {list(value.shape)}, expected {list(shape)}")
+    if value.size:
+        low, high = int(value.min()), int(value.max())
+        if low < lo or high > hi:
+            bad = low if low < lo else high
+            where = tuple(int(i) for i in np.unravel_index(int(np.argmax(value == bad)), value.shape))
+            raise ConvsimError(f"{what}: value {bad} at {list(where)} (dtype {value.dtype}) is outside {name} "
+                               f"[{lo}, {hi}]")
+    return np.ascontiguousarray(value, dtype=np.int8 if bits == 8 else np.int32)
 
 
 def make_tensors(data: DataConfig, layer: LayerConfig, layer_index: int | None = None) -> LayerTensors:

@@ -8,15 +8,15 @@ through the region's layout (:func:`simulator.sram.decode_region`). ``index.json
 address, layout, bank mapping and the sha256 of both files; the reader checks those checksums on every load.
 
 Bounded cost: tiles are dumped whole, in order, while the files written plus the next tile's upper-bound estimate
-stay within ``budget_bytes`` (64 MiB per layer), or, when ``max_tiles`` is given (``--dump-tiles N``), exactly
-the first N tiles; the tiles not dumped are listed in the index. Ignores: SRAM contents outside
-the regions a stage wrote (stale data in other regions is not dumped), and timing (a dump is free in cycles).
+stay within ``budget_bytes`` (64 MiB per layer), or, when ``max_tiles`` is given (``--dump-tiles N``), the
+first N tiles within MAX_DUMP_BYTES (1 GiB); the tiles not dumped are listed in the index (and ``run`` says so).
+Ignores: SRAM contents outside the regions a stage wrote (stale data in other regions is not dumped), and timing
+(a dump is free in cycles).
 See ``docs/dumps.md`` for the tree, the index fields and the hex format.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from simulator.config import HardwareConfig
-from simulator.errors import ConvsimError, IntegrityError
+from simulator.dump_index import validate_index
+from simulator.errors import ConfigError, ConvsimError, IntegrityError
 from simulator.files import (
     atomic_directory,
     atomic_write_bytes,
@@ -36,6 +37,7 @@ from simulator.files import (
     npy_bytes,
     sha256_bytes,
 )
+from simulator.inputs import MAX_JSON_BYTES, npy_from_bytes, read_bytes
 from simulator.sram import ACTIVATION_LAYOUTS, Region, Sram, bank_mapping, decode_region
 from simulator.stages import output_convert
 from simulator.stages.common import StageCost
@@ -44,6 +46,7 @@ from simulator.tiling import Tile
 FORMAT = "convsim-dumps/1"
 STAGE_ORDER = ("load", "swell", "weight_transpose", "mac_array", "writeback", "output_convert")
 DEFAULT_BUDGET_BYTES = 64 * 1024 * 1024  # per layer; see docs/dumps.md for measured figures
+MAX_DUMP_BYTES = 1 << 30  # per layer even with --dump-tiles N: a disk is not unbounded either
 NPY_HEADER_BYTES = 128
 HEX_HEADER_BYTES = 1024  # upper bound of the comment header
 
@@ -82,8 +85,57 @@ def hex_words(raw: np.ndarray, word_bytes: int) -> bytes:
     return out.tobytes()
 
 
-def parse_hex(text: str, size_bytes: int, what: str) -> tuple[int | None, np.ndarray]:
+_NIBBLE = np.full(256, 255, dtype=np.uint8)
+_NIBBLE[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint8)
+_NIBBLE[np.frombuffer(b"ABCDEF", dtype=np.uint8)] = np.arange(10, 16, dtype=np.uint8)
+HEX_ROWS_PER_STEP = 1 << 20
+SLOW_PARSE_BYTES = 16 << 20
+
+
+def _parse_hex_fast(data: bytes, size_bytes: int) -> tuple[int | None, np.ndarray] | None:
+    """The layout the writer emits (``//`` header lines, one ``@`` line, fixed-width data lines), parsed with numpy
+    in steps; None when the file is laid out otherwise (then the line-by-line parser decides)."""
+    at = 0 if data.startswith(b"@") else data.find(b"\n@") + 1
+    if at <= 0 and not data.startswith(b"@"):
+        return None
+    if any(line and not line.startswith(b"//") for line in data[:at].split(b"\n")):
+        return None
+    end = data.find(b"\n", at)
+    if end < 0:
+        return None
+    try:
+        addr = int(data[at + 1:end], 16)
+    except ValueError:
+        return None
+    body = np.frombuffer(data, dtype=np.uint8, offset=end + 1)
+    newline = np.flatnonzero(body[:4096] == ord("\n"))
+    if body.size == 0 or newline.size == 0 or newline[0] == 0 or newline[0] % 2 or body.size % (newline[0] + 1):
+        return None
+    width = int(newline[0])
+    rows = body.reshape(-1, width + 1)
+    out = np.empty((rows.shape[0], width // 2), dtype=np.uint8)
+    for r0 in range(0, rows.shape[0], HEX_ROWS_PER_STEP):
+        part = rows[r0:r0 + HEX_ROWS_PER_STEP]
+        nibbles = _NIBBLE[part[:, :width]]
+        if (part[:, width] != ord("\n")).any() or (nibbles == 255).any():
+            return None
+        # each line is one word, most significant byte first: reverse to address order
+        out[r0:r0 + part.shape[0]] = ((nibbles[:, 0::2] << 4) | nibbles[:, 1::2])[:, ::-1]
+    return addr, out.reshape(-1)[:size_bytes].copy() if out.size >= size_bytes else out.reshape(-1)
+
+
+def parse_hex(text: str | bytes, size_bytes: int, what: str) -> tuple[int | None, np.ndarray]:
     """A dump hex file -> (``@`` word address or None, the first ``size_bytes`` bytes in address order)."""
+    data = text.encode("ascii", errors="replace") if isinstance(text, str) else text
+    fast = _parse_hex_fast(data, size_bytes)
+    if fast is not None:
+        addr, raw = fast
+        if raw.size < size_bytes:
+            raise IntegrityError(f"{what}: {raw.size} bytes of data, index says {size_bytes}")
+        return addr, raw
+    if len(data) > SLOW_PARSE_BYTES:
+        raise IntegrityError(f"{what}: not laid out as convsim writes dumps (one @ line, fixed-width lines)")
+    text = data.decode("ascii", errors="replace")
     addr = None
     data: list[str] = []
     width = None
@@ -167,7 +219,8 @@ class DumpWriter:
         if self.max_tiles is None:  # default: bounded by bytes
             self._dump_current = self.bytes_written + estimate <= self.budget_bytes
         else:  # an explicit count replaces the budget
-            self._dump_current = len(self.dumped) < self.max_tiles
+            self._dump_current = (len(self.dumped) < self.max_tiles
+                                  and self.bytes_written + estimate <= MAX_DUMP_BYTES)
         (self.dumped if self._dump_current else self.skipped_tiles).append(tile.index)
         self.tiles[tile.index] = tile
 
@@ -264,10 +317,8 @@ class BufferDump:
 
     def _read(self, key: str) -> bytes:
         path = self.directory / self.entry[key]
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise IntegrityError(f"dump {path}: cannot read ({exc.strerror})") from None
+        limit = NPY_HEADER_BYTES + HEX_HEADER_BYTES + 3 * int(self.entry["size_bytes"]) + 64 * 1024
+        data = read_bytes(path, "dump", limit)
         if sha256_bytes(data) != self.entry[f"{key}_sha256"]:
             raise IntegrityError(f"dump {path}: sha256 differs from index.json (file changed or corrupt)")
         return data
@@ -276,9 +327,9 @@ class BufferDump:
         """The ``.npy`` view, checksum verified."""
         path = self.directory / self.entry["npy"]
         try:
-            array = np.load(io.BytesIO(self._read("npy")), allow_pickle=False)
-        except ValueError as exc:
-            raise IntegrityError(f"dump {path}: not a valid .npy ({exc})") from None
+            array = npy_from_bytes(self._read("npy"), f"dump {path}")
+        except ConfigError as exc:
+            raise IntegrityError(str(exc)) from None
         if list(array.shape) != list(self.entry["shape"]) or array.dtype != np.dtype(self.entry["dtype"]):
             raise IntegrityError(f"dump {path}: shape {list(array.shape)} {array.dtype}, index says "
                                  f"{self.entry['shape']} {self.entry['dtype']}")
@@ -287,8 +338,7 @@ class BufferDump:
     def physical(self) -> np.ndarray:
         """The region's bytes in address order, parsed from the hex file (checksum verified)."""
         path = self.directory / self.entry["hex"]
-        text = self._read("hex").decode("ascii", errors="replace")
-        addr, raw = parse_hex(text, int(self.entry["size_bytes"]), f"dump {path}")
+        addr, raw = parse_hex(self._read("hex"), int(self.entry["size_bytes"]), f"dump {path}")
         word = int(self.entry["bank_mapping"]["bank_width_bytes"])
         if addr is not None and addr * word != int(self.entry["base_addr"]):
             raise IntegrityError(f"dump {path}: @{addr:x} is byte 0x{addr * word:x}, index says base_addr "
@@ -310,9 +360,9 @@ class Dumps:
     def open(cls, path: Path) -> Dumps:
         """``path`` is a run directory (holding ``dumps/``) or the ``dumps/`` directory itself."""
         path = Path(path)
-        root = path / "dumps" if (path / "dumps" / "index.json").is_file() else path
+        root = path / "dumps" if os.path.lexists(path / "dumps" / "index.json") else path
         index_path = root / "index.json"
-        if not index_path.is_file():
+        if not os.path.lexists(index_path):
             layers = sorted(p.name for p in path.iterdir() if (p / "dumps" / "index.json").is_file()) \
                 if path.is_dir() else []
             if layers:
@@ -320,13 +370,18 @@ class Dumps:
                                    f"(layers: {', '.join(layers)})")
             raise ConvsimError(f"{path}: no dumps/index.json (was the run made with --no-dumps?)")
         try:
-            index = json.loads(index_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise IntegrityError(f"{index_path}: unreadable index ({exc})") from None
+            index = json.loads(read_bytes(index_path, "dump index", MAX_JSON_BYTES))
+        except (ValueError, RecursionError):
+            raise IntegrityError(f"{index_path}: not valid JSON (edited or truncated)") from None
         if not isinstance(index, dict) or index.get("format") != FORMAT:
             raise IntegrityError(f"{index_path}: format {index.get('format') if isinstance(index, dict) else None!r}"
                                  f", expected {FORMAT!r}")
-        return cls(root, index)
+        return cls(root, validate_index(index, index_path))
+
+    def check_stage(self, stage: str) -> None:
+        names = [s["name"] for s in self.index["stages"]]
+        if stage not in names:
+            raise ConvsimError(f"--stage {stage!r}: not a stage, expected one of {', '.join(names)}")
 
     def buffers(self) -> Iterator[BufferDump]:
         """Every dumped buffer in pipeline order (stage, then tile, then the order the stage wrote them)."""

@@ -74,16 +74,37 @@ def check_writable_dir(path: Path, what: str) -> None:
         raise ConvsimError(f"{what} {path}: cannot be created, {probe} is not a directory")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise ConvsimError(f"{what} {path}: {probe} is not writable")
+    try:  # os.access trusts permission bits; /proc, /sys and some mounts refuse anyway: ask the file system
+        os.rmdir(tempfile.mkdtemp(prefix=".convsim-probe.", dir=probe))
+    except OSError as exc:
+        raise ConvsimError(f"{what} {path}: {probe} is not writable ({exc.strerror or exc})") from None
+
+
+def _temp(final: Path, directory: bool, suffix: str = ".tmp") -> tuple[int | None, Path]:
+    """A temporary sibling of ``final``; a refusal names ``final`` (what the user asked for), not the sibling."""
+    try:
+        if directory:
+            return None, Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent))
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent)
+        return fd, Path(tmp)
+    except OSError as exc:
+        raise ConvsimError(f"{final}: cannot be written ({exc.strerror or exc})") from None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     ensure_dir(path.parent, "output directory")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temp(path, directory=False)
+    assert fd is not None
     try:
         _umask_mode(tmp, 0o666)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except IsADirectoryError:
+            raise ConvsimError(f"{path}: is a directory, cannot be replaced by a file") from None
+        except OSError as exc:
+            raise ConvsimError(f"{path}: cannot be written ({exc.strerror or exc})") from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -128,7 +149,7 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     leaves either the whole old ``final`` or the whole new one. Elsewhere the old directory is moved aside and
     the new one renamed in (a window of two renames; the old one is moved back if the second rename fails)."""
     ensure_dir(final.parent, "output directory")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    _, tmp = _temp(final, directory=True)
     try:
         _umask_mode(tmp, 0o777)
         yield tmp
@@ -162,7 +183,7 @@ def staged_directory(final: Path) -> Iterator[Path]:
         created.append(probe)
         probe = probe.parent
     ensure_dir(final.parent, "output directory")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    _, tmp = _temp(final, directory=True)
     try:
         _umask_mode(tmp, 0o777)
         yield tmp

@@ -114,17 +114,19 @@ def _compose_saturating(prods: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def ordered_accumulate(weight_rows: np.ndarray, cols: np.ndarray, policy: OverflowPolicy) -> tuple[
-        np.ndarray, np.ndarray]:
+        np.ndarray, np.ndarray, np.ndarray]:
     """In-order int32 accumulation of ``weight_rows @ cols.T`` for one group: the exact, order-aware path.
 
     weight_rows: (M, K) int64, cols: (E, K) int64 -> ((M, E) accumulator contents, (M, E) mask of outputs whose
-    running sum left int32 at some step). Under ``saturate`` the accumulator clamps at every step (computed by
-    composing the clamp steps, see :func:`_compose_saturating`); under ``error`` it keeps the exact sum and the
-    mask says which outputs' prefix sums left int32 on the way. Blocks of K are processed in order.
+    running sum left int32 at some step, (M, E) the running sum at the first step that left int32, meaningful
+    where the mask is set). Under ``saturate`` the accumulator clamps at every step (computed by composing the
+    clamp steps, see :func:`_compose_saturating`); under ``error`` it keeps the exact sum and the mask says which
+    outputs' prefix sums left int32 on the way. Blocks of K are processed in order.
     """
     m, e, k = weight_rows.shape[0], cols.shape[0], weight_rows.shape[1]
     acc = np.zeros((m, e), dtype=np.int64)
     overflowed = np.zeros(acc.shape, dtype=bool)
+    escaped = np.zeros(acc.shape, dtype=np.int64)
     block = max(1, min(k, ORDERED_BUDGET_ELEMENTS // max(1, m * e)))
     for k0 in range(0, k, block):
         prods = weight_rows[:, None, k0:k0 + block] * cols[None, :, k0:k0 + block]  # (M, E, block)
@@ -133,9 +135,14 @@ def ordered_accumulate(weight_rows: np.ndarray, cols: np.ndarray, policy: Overfl
             acc = np.clip(acc + b, lo, hi)
         else:
             running = acc[..., None] + np.cumsum(prods, axis=-1)
-            overflowed |= ((running < INT32_MIN) | (running > INT32_MAX)).any(axis=-1)
+            outside = (running < INT32_MIN) | (running > INT32_MAX)
+            first_time = outside.any(axis=-1) & ~overflowed
+            if first_time.any():  # the value the running sum had when it first left int32
+                step = np.argmax(outside, axis=-1)[..., None]
+                escaped[first_time] = np.take_along_axis(running, step, axis=-1)[..., 0][first_time]
+                overflowed |= first_time
             acc = running[..., -1]
-    return acc, overflowed
+    return acc, overflowed, escaped
 
 
 def bias_add_is_safe(reduction_length: int, bias: np.ndarray) -> bool:

@@ -2,18 +2,19 @@
 
 Models no hardware: it reads what :mod:`simulator.dump` wrote (checksums verified on every load) and renders it:
 a listing of stages and buffers with addresses, a per-channel 2-D grid (zeros shown as ``.`` so a swelled map's
-zero pattern stands out), a hex view (address, bank, bytes in address order), statistics, a PNG heatmap (written
-by a small zlib+struct PNG encoder, no plotting dependency), and a stage-by-stage diff of two runs that names the
-first differing buffer, logical coordinate and byte address (through :func:`simulator.compare.compare`).
+zero pattern stands out), a hex view (address, bank, bytes in address order), statistics, a PNG heatmap
+(:mod:`simulator.heatmap`: labelled planes, a colour scale, a bounded size), and a stage-by-stage diff of two
+runs that names the first differing buffer, logical coordinate and byte address (through
+:func:`simulator.compare.compare`); runs of different methods are compared by their ofmaps instead.
 Named ``inspector`` rather than ``inspect`` so the module can never shadow the standard library's ``inspect``.
 """
 
 from __future__ import annotations
 
-import math
-import struct
-import zlib
+import itertools
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 
@@ -21,33 +22,77 @@ from simulator.compare import compare
 from simulator.dump import BufferDump, Dumps, compact
 from simulator.errors import ConvsimError
 from simulator.files import atomic_write_bytes
+from simulator.heatmap import MAX_SIDE_PX, heatmap
+from simulator.inputs import read_npy
 
 EXIT_OK, EXIT_DIFFERENT = 0, 1
 AXES = {"NCHW": ("n", "c"), "NHWC": ("n", "c"), "NC1HWC0": ("n", "c"), "OIHW": ("o", "i"), "IOHW": ("i", "o"),
         "POIHW": ("p", "o", "i"), "C": ()}
 MAX_STATS_LINES = 64
+MAX_PRINT_LINES = 100_000  # lines of a grid or hex view
+MAX_OFMAP_BYTES = 1 << 30
 
 
 def inspect_dir(path: Path, stage: str | None = None, buffer: str | None = None, tile: int | None = None,
-                fmt: str = "grid", png: Path | None = None, diff: Path | None = None) -> int:
+                fmt: str = "grid", png: Path | None = None, diff: Path | None = None,
+                channel: int | None = None, plane: int | None = None) -> int:
     dumps = Dumps.open(path)
     if diff is not None:
-        text, equal = diff_dumps(dumps, Dumps.open(diff))
+        other = Dumps.open(diff)
+        plan = ("method", "num_tiles")
+        same_plan = [dumps.index[k] for k in plan] == [other.index[k] for k in plan]
+        text, equal = diff_dumps(dumps, other) if same_plan else diff_outputs(dumps, other)
         print(text)
         return EXIT_OK if equal else EXIT_DIFFERENT
-    if stage is None and buffer is None:
-        print(listing(dumps))
+    if buffer is None:
+        if stage is not None:
+            dumps.check_stage(stage)
+        print(listing(dumps, stage))
         return EXIT_OK
-    if stage is None or buffer is None:
-        raise ConvsimError("inspect: --stage and --buffer go together (run without both to list them)")
+    if stage is None:
+        raise ConvsimError("inspect: --buffer needs --stage (run with --stage S alone to list its buffers)")
     dump = dumps.find(stage, buffer, tile)
     if png is not None:
-        atomic_write_bytes(png, heatmap_png(dump.logical()))
+        if png.is_dir():
+            raise ConvsimError(f"--png {png}: is a directory, expected a file name")
+        labels, planes = selected_planes(dump, channel, plane, sep=",")
+        image = heatmap(planes, labels)
+        atomic_write_bytes(png, image.png)
         print(f"wrote {png} ({describe(dump)})")
+        if image.planes_shown < image.planes_total or image.subsample > 1:
+            print(f"the PNG is capped at {MAX_SIDE_PX} pixels a side: it shows {image.planes_shown} of "
+                  f"{image.planes_total} planes" + (f", every {image.subsample}th row and column" if
+                                                    image.subsample > 1 else "")
+                  + "; --channel C selects one channel's planes")
         return EXIT_OK
-    render = {"grid": grid, "hex": hex_view, "stats": stats}[fmt]
-    print(render(dump))
+    print(hex_view(dump) if fmt == "hex" else stats(dump, channel, plane) if fmt == "stats" else
+          grid(dump, channel, plane))
     return EXIT_OK
+
+
+def dtype_name(dtype: str) -> str:
+    """'<i4' -> 'int32' (numpy's name of a dtype is what a reader expects)."""
+    try:
+        return str(np.dtype(dtype))
+    except TypeError:
+        return str(dtype)
+
+
+def half_open(bounds: list[int]) -> str:
+    """[0, 15] (start, stop) -> '[0, 15)': the stop is excluded."""
+    return f"[{bounds[0]}, {bounds[1]})" if len(bounds) == 2 else str(bounds)
+
+
+def select_channel(dump: BufferDump, channel: int | None) -> np.ndarray:
+    """The logical array, or only channel ``channel`` of its second axis (kept as an axis of length 1)."""
+    array = dump.logical()
+    if channel is None:
+        return array
+    if array.ndim < 3:
+        raise ConvsimError(f"--channel {channel}: buffer {dump.name} has shape {list(array.shape)}, no channel axis")
+    if not 0 <= channel < array.shape[1]:
+        raise ConvsimError(f"--channel {channel}: buffer {dump.name} has channels 0 to {array.shape[1] - 1}")
+    return array[:, channel:channel + 1]
 
 
 # --------------------------------------------------------------------------------------------------- renderers
@@ -56,55 +101,120 @@ def inspect_dir(path: Path, stage: str | None = None, buffer: str | None = None,
 def describe(dump: BufferDump) -> str:
     e = dump.entry
     return (f"stage {dump.stage}, tile {dump.tile}, buffer {e['name']} in {e['buffer']} @0x{e['base_addr']:08x}, "
-            f"{e['size_bytes']:,} bytes, shape {e['shape']} {e['dtype']} {e['layout']}")
+            f"{e['size_bytes']:,} bytes, shape {e['shape']} {dtype_name(e['dtype'])} {e['layout']}")
 
 
-def listing(dumps: Dumps) -> str:
+def listing(dumps: Dumps, only_stage: str | None = None) -> str:
     ix = dumps.index
-    lines = [f"layer {ix['layer']} ({ix['method']}): {ix['num_tiles']} tile(s), dumped {compact(ix['dumped_tiles'])}"
-             + (f", skipped {compact(ix['skipped_tiles'])} (budget)" if ix["skipped_tiles"] else "")]
+    dumped = ix["dumped_tiles"]
+    lines = [f"layer {ix['layer']} ({ix['method']}): {ix['num_tiles']} tile(s); dumped {len(dumped)} of them "
+             f"(tiles {compact(dumped)})"
+             + (f", not dumped: tiles {compact(ix['skipped_tiles'])} (budget)" if ix["skipped_tiles"] else "")]
     for s in ix["stages"]:
+        if only_stage is not None and s["name"] != only_stage:
+            continue
         if s["skipped"]:
             lines.append(f"{s['name']}: skipped")
             continue
         lines.append(f"{s['name']}:")
         for t in s["tiles"]:
-            where = f"tile {t['tile']} (n {t['n']}, oh {t['oh']}, oc {t['oc']})"
+            where = f"tile {t['tile']} (n {t['n']}, rows oh {half_open(t['oh'])}, channels oc {half_open(t['oc'])})"
             if t["skipped"]:
                 lines.append(f"  {where}: skipped")
                 continue
             lines.append(f"  {where}:")
             for b in t["buffers"]:
                 lines.append(f"    {b['name']:<16} {b['buffer']:<6} @0x{b['base_addr']:08x} {b['size_bytes']:>10,} B  "
-                             f"{b['layout']:<8} {b['dtype']:<5} {b['shape']}")
+                             f"{b['layout']:<8} {dtype_name(b['dtype']):<5} {b['shape']}")
     return "\n".join(lines)
 
 
-def _planes(array: np.ndarray, layout: str) -> tuple[list[str], np.ndarray]:
-    """(labels, planes): every trailing 2-D slice of ``array`` with its leading index named by axis letters."""
+class PlaneLabels(Sequence[str]):
+    """The label of every 2-D plane (``n=0, c=3``), computed when asked for: a buffer can have millions of planes."""
+
+    def __init__(self, names: tuple[str, ...], lead: tuple[int, ...], offset: list[int], sep: str) -> None:
+        self.names, self.lead, self.offset, self.sep = names, lead, offset, sep
+        self.count = int(np.prod(lead, dtype=np.int64)) if lead else 1
+
+    def __len__(self) -> int:
+        return self.count
+
+    def _label(self, i: int) -> str:
+        if not self.lead:
+            return ""
+        idx = np.unravel_index(i, self.lead)
+        return self.sep.join(f"{n}={int(j) + o}" for n, j, o in zip(self.names, idx, self.offset, strict=False))
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [self._label(j) for j in range(*i.indices(self.count))]
+        if not -self.count <= i < self.count:
+            raise IndexError(i)
+        return self._label(i % self.count)
+
+
+def _planes(array: np.ndarray, layout: str, channel: int | None = None,
+            sep: str = ", ") -> tuple[Sequence[str], np.ndarray]:
+    """(labels, planes): every trailing 2-D slice of ``array`` with its leading index named by axis letters
+    (``array`` holding only channel ``channel`` of the second axis, when given: the label keeps its number)."""
     if array.ndim < 2:
         return [""], array.reshape(1, 1, -1)
     names = AXES.get(layout, ()) or tuple(f"d{i}" for i in range(array.ndim - 2))
-    lead = array.shape[:-2]
-    labels = [", ".join(f"{n}={i}" for n, i in zip(names, idx, strict=False)) for idx in np.ndindex(*lead)]
-    return labels, array.reshape(-1, *array.shape[-2:])
+    lead = tuple(array.shape[:-2])
+    offset = [0] * len(lead)
+    if channel is not None and len(offset) > 1:
+        offset[1] = channel
+    return PlaneLabels(names, lead, offset, sep), array.reshape(-1, *array.shape[-2:])
 
 
-def grid(dump: BufferDump) -> str:
-    """Per-channel 2-D grids, column and row indices, zeros as ``.``."""
-    array = dump.logical()
-    labels, planes = _planes(array, dump.entry["layout"])
-    width = max(2, *(len(str(int(v))) for v in (array.min(), array.max()))) if array.size else 2
-    lines = [describe(dump) + "  ('.' = 0)"]
-    for label, plane in zip(labels, planes, strict=True):
-        h, w = plane.shape
-        lines.append(f"[{label}] {h} x {w}" if label else f"{h} x {w}")
-        rw = len(str(h - 1))
-        lines.append(" " * (rw + 2) + " ".join(f"{j:>{width}}" for j in range(w)))
-        for i, row in enumerate(plane):
-            cells = " ".join(f"{int(v):>{width}}" if v else f"{'.':>{width}}" for v in row)
-            lines.append(f"{i:>{rw}}: {cells}")
-    return "\n".join(lines)
+def selected_planes(dump: BufferDump, channel: int | None = None, plane: int | None = None,
+                    sep: str = ", ") -> tuple[Sequence[str], np.ndarray]:
+    """(labels, planes) of the buffer, only channel ``channel``'s and/or only the ``plane``-th of those."""
+    labels, planes = _planes(select_channel(dump, channel), dump.entry["layout"], channel, sep)
+    if plane is None:
+        return labels, planes
+    if not 0 <= plane < len(planes):
+        raise ConvsimError(f"--plane {plane}: buffer {dump.name} has planes 0 to {len(planes) - 1}"
+                           + (f" in channel {channel}" if channel is not None else ""))
+    return labels[plane:plane + 1], planes[plane:plane + 1]
+
+
+def _capped(lines: Iterator[str], total: int, what: str) -> str:
+    """At most MAX_PRINT_LINES of the ``total`` lines ``lines`` yields (formatted lazily), then one line saying how
+    many were left out and how to see them (a real buffer's grid or hex view can run to millions of lines)."""
+    shown = list(itertools.islice(lines, MAX_PRINT_LINES))
+    rest = total - len(shown)
+    if rest > 0:
+        shown.append(f"... {rest:,} more lines of {what} not shown (at most {MAX_PRINT_LINES:,}); --channel C, "
+                     "--plane P or --tile T select less, --format stats summarises")
+    return "\n".join(shown)
+
+
+def grid(dump: BufferDump, channel: int | None = None, plane: int | None = None) -> str:
+    """2-D grids of the buffer's planes, column and row indices, zeros as ``.`` (only channel ``channel`` and/or
+    the ``plane``-th plane, if given)."""
+    labels, planes = selected_planes(dump, channel, plane)
+    width = max(2, *(len(str(int(v))) for v in (planes.min(), planes.max()))) if planes.size else 2
+
+    def lines() -> Iterator[str]:
+        yield describe(dump) + "  ('.' = 0)"
+        for label, one in zip(labels, planes, strict=True):
+            h, w = one.shape
+            yield f"[{label}] {h} x {w}" if label else f"{h} x {w}"
+            rw = len(str(h - 1))
+            yield " " * (rw + 2) + " ".join(f"{j:>{width}}" for j in range(w))
+            for i, row in enumerate(one):
+                cells = " ".join(f"{int(v):>{width}}" if v else f"{'.':>{width}}" for v in row)
+                yield f"{i:>{rw}}: {cells}"
+
+    total = 1 + sum(2 + one.shape[0] for one in planes)
+    return _capped(lines(), total, "the grid")
 
 
 def hex_view(dump: BufferDump) -> str:
@@ -113,12 +223,16 @@ def hex_view(dump: BufferDump) -> str:
     bm = dump.entry["bank_mapping"]
     word, banks = int(bm["bank_width_bytes"]), int(bm["num_banks"])
     base = int(dump.entry["base_addr"])
-    lines = [describe(dump), "address     bank  row    bytes (ascending address; int32 is little-endian)"]
-    for off in range(0, raw.size, word):
-        addr = base + off
-        chunk = " ".join(f"{b:02x}" for b in raw[off:off + word])
-        lines.append(f"0x{addr:08x}  {(addr // word) % banks:>4}  {addr // (word * banks):>5}  {chunk}")
-    return "\n".join(lines)
+
+    def lines() -> Iterator[str]:
+        yield describe(dump)
+        yield "address     bank  row    bytes (ascending address; int32 is little-endian)"
+        for off in range(0, raw.size, word):
+            addr = base + off
+            chunk = " ".join(f"{b:02x}" for b in raw[off:off + word])
+            yield f"0x{addr:08x}  {(addr // word) % banks:>4}  {addr // (word * banks):>5}  {chunk}"
+
+    return _capped(lines(), 2 + -(-raw.size // word), "the hex view")
 
 
 def _stat_line(label: str, a: np.ndarray) -> str:
@@ -127,60 +241,15 @@ def _stat_line(label: str, a: np.ndarray) -> str:
             f"({zeros / a.size:.1%})")
 
 
-def stats(dump: BufferDump) -> str:
-    array = dump.logical()
-    lines = [describe(dump), _stat_line("all", array)]
-    labels, planes = _planes(array, dump.entry["layout"])
+def stats(dump: BufferDump, channel: int | None = None, plane: int | None = None) -> str:
+    labels, planes = selected_planes(dump, channel, plane)
+    lines = [describe(dump), _stat_line("all" if channel is None and plane is None else "selected", planes)]
     if len(planes) > 1:
-        for label, plane in list(zip(labels, planes, strict=True))[:MAX_STATS_LINES]:
+        for label, plane in itertools.islice(zip(labels, planes, strict=True), MAX_STATS_LINES):
             lines.append(_stat_line(label, plane))
         if len(planes) > MAX_STATS_LINES:
             lines.append(f"... and {len(planes) - MAX_STATS_LINES} more planes")
     return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------------------------------------ heatmap
-
-
-def png_bytes(rgb: np.ndarray) -> bytes:
-    """(H, W, 3) uint8 -> a PNG file (8-bit RGB, no filtering, zlib)."""
-    h, w, _ = rgb.shape
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    rows = np.concatenate([np.zeros((h, 1), dtype=np.uint8), rgb.reshape(h, w * 3)], axis=1)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + chunk(b"IEND", b""))
-
-
-def heatmap_rgb(plane: np.ndarray, max_abs: int) -> np.ndarray:
-    """Zero white; positive red, negative blue, at least 30% saturated so any non-zero is visible."""
-    v = plane.astype(np.float64)
-    level = 0.3 + 0.7 * np.abs(v) / max(max_abs, 1)
-    fade = (255 * (1 - level)).astype(np.uint8)
-    rgb = np.full((*plane.shape, 3), 255, dtype=np.uint8)
-    pos, neg = v > 0, v < 0
-    rgb[pos, 1], rgb[pos, 2] = fade[pos], fade[pos]
-    rgb[neg, 0], rgb[neg, 1] = fade[neg], fade[neg]
-    return rgb
-
-
-def heatmap_png(array: np.ndarray) -> bytes:
-    """Every 2-D plane side by side in a near-square grid, each pixel scaled up, grey 1-pixel separators."""
-    planes = array.reshape(-1, *array.shape[-2:]) if array.ndim >= 2 else array.reshape(1, 1, -1)
-    k, h, w = planes.shape
-    scale = max(1, min(16, 512 // max(h, w)))
-    cols = math.ceil(math.sqrt(k))
-    rows = math.ceil(k / cols)
-    max_abs = int(np.abs(planes.astype(np.int64)).max()) if planes.size else 0
-    ch, cw = h * scale + 1, w * scale + 1
-    canvas = np.full((rows * ch + 1, cols * cw + 1, 3), 128, dtype=np.uint8)
-    for i, plane in enumerate(planes):
-        r, c = divmod(i, cols)
-        big = np.repeat(np.repeat(heatmap_rgb(plane, max_abs), scale, axis=0), scale, axis=1)
-        canvas[1 + r * ch:1 + r * ch + h * scale, 1 + c * cw:1 + c * cw + w * scale] = big
-    return png_bytes(canvas)
 
 
 # --------------------------------------------------------------------------------------------------------- diff
@@ -215,6 +284,29 @@ def diff_dumps(a: Dumps, b: Dumps) -> tuple[str, bool]:
     lines.append(f"{compared} buffer(s) compared, {differing} differ" if differing
                  else f"{compared} buffer(s) compared, all equal")
     return "\n".join(lines), differing == 0
+
+
+def _run_ofmap(dumps: Dumps) -> tuple[Path, np.ndarray]:
+    """The ofmap.npy of the run a dump tree belongs to."""
+    path = (dumps.root.parent if dumps.root.name == "dumps" else dumps.root) / "ofmap.npy"
+    return path, read_npy(path, "ofmap", MAX_OFMAP_BYTES)
+
+
+def diff_outputs(a: Dumps, b: Dumps) -> tuple[str, bool]:
+    """Two runs with different tile plans (swell vs phase, other SRAM sizes): their stage buffers differ by
+    design, so compare what must agree, the layer's ofmap, and say whether it is equal."""
+    ia, ib = a.index, b.index
+    lines = [f"diff {a.root} vs {b.root}",
+             f"the runs differ in method or tiling ({ia['method']}, {ia['num_tiles']} tile(s) vs {ib['method']}, "
+             f"{ib['num_tiles']} tile(s)): their stage buffers differ by design, comparing the ofmaps instead"]
+    (pa, oa), (pb, ob) = _run_ofmap(a), _run_ofmap(b)
+    cmp = compare(oa, ob)
+    if cmp.equal:
+        lines.append(f"ofmaps equal: {pa} and {pb}, all {cmp.total:,} elements")
+    else:
+        lines.append(cmp.report(f"ofmap ({pa} vs {pb})"))
+        lines.append("ofmaps DIFFER")
+    return "\n".join(lines), cmp.equal
 
 
 def byte_address(da: BufferDump, db: BufferDump) -> str:

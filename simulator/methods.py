@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from simulator.batch import run_batch
 from simulator.compare import compare
 from simulator.config import HardwareConfig, LayerConfig, SimConfig, load_config
 from simulator.data import LayerTensors, make_tensors
@@ -24,6 +25,7 @@ from simulator.energy import ACTIONS, fmt_nj
 from simulator.golden import load_case
 from simulator.pipeline import STAGE_NAMES, SimResult, simulate_layer
 from simulator.runner import layer_dirs
+from simulator.verdicts import Verdict
 
 EXIT_OK, EXIT_MISMATCH = 0, 1
 METHODS: tuple[Literal["swell", "phase"], ...] = ("swell", "phase")
@@ -174,13 +176,33 @@ def compare_config(cfg: SimConfig, golden_dir: Path) -> list[LayerComparison]:
     return out
 
 
-def run_compare(config: Path, golden_dir: Path, as_json: bool = False) -> int:
-    """What ``convsim compare`` does: print the side-by-side table (or JSON); exit 1 if any values disagree."""
-    cfg = load_config(config)
-    layers = compare_config(cfg, golden_dir)
-    ok = all(c.ok for c in layers)
+def compare_verdicts(config: Path, cfg: SimConfig, layers: list[LayerComparison]) -> list[Verdict]:
+    """One verdict per layer: PASS when the two methods agree (and match the golden case when there is one)."""
+    out = []
+    for c in layers:
+        detail = "" if c.ok else (c.mismatch_report or c.verdict())
+        out.append(Verdict(str(config), cfg.name, c.layer, "PASS" if c.ok else "FAIL", detail=detail,
+                           golden=c.golden_dir if c.golden is not None else None))
+    return out
+
+
+def run_compare(configs: list[Path], golden_dir: Path, as_json: bool = False, junit: Path | None = None) -> int:
+    """What ``convsim compare`` does: the side-by-side table (or JSON) of every config; the exit code of the
+    worst verdict (1 if any layer's methods disagree or differ from its golden case)."""
+    documents: list[dict[str, Any]] = []
+
+    def one(config: Path) -> list[Verdict]:
+        cfg = load_config(config)
+        layers = compare_config(cfg, golden_dir)
+        if as_json:
+            documents.append({"name": cfg.name, "ok": all(c.ok for c in layers),
+                              "layers": [c.to_dict() for c in layers]})
+        else:
+            print("\n\n".join(c.table() for c in layers))
+        return compare_verdicts(config, cfg, layers)
+
+    code = run_batch(configs, one, junit=junit, summary=not as_json)
     if as_json:
-        print(json.dumps({"name": cfg.name, "ok": ok, "layers": [c.to_dict() for c in layers]}, indent=2))
-    else:
-        print("\n\n".join(c.table() for c in layers))
-    return EXIT_OK if ok else EXIT_MISMATCH
+        doc = documents[0] if len(configs) == 1 else {"ok": code == EXIT_OK, "configs": documents}
+        print(json.dumps(doc, indent=2))
+    return code

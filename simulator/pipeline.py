@@ -20,10 +20,9 @@ from types import ModuleType
 import numpy as np
 
 from simulator.config import HardwareConfig, LayerConfig, SimConfig
-from simulator.data import LayerTensors, make_tensors
+from simulator.data import LayerTensors, checked_tensor, make_tensors
 from simulator.energy import cost_energy, energy_table
 from simulator.errors import ConvsimError
-from simulator.fixedpoint import check_int8
 from simulator.report import LayerReport, TileEvent, summarize
 from simulator.sram import Sram
 from simulator.stages import dma_load, mac_array, output_convert, swell, weight_transpose, writeback
@@ -85,25 +84,14 @@ def schedule(costs: list[list[int]], overlap: str) -> tuple[list[list[int]], lis
 def _tensors(cfg: SimConfig, layer: LayerConfig, index: int, ifmap: np.ndarray | None, weight: np.ndarray | None,
              bias: np.ndarray | None) -> LayerTensors:
     made = make_tensors(cfg.layer_data(layer), layer, index if cfg.is_network else None)
-    chosen = []
-    for what, given, default, shape in (("ifmap", ifmap, made.ifmap, layer.input_shape),
-                                        ("weight", weight, made.weight, layer.weight_shape)):
-        if given is None:
-            chosen.append(default)
-            continue
-        if tuple(given.shape) != tuple(shape):
-            raise ConvsimError(f"{what}: shape {list(given.shape)}, layer {layer.name!r} expects {list(shape)}")
-        try:
-            chosen.append(check_int8(given, what))
-        except ValueError as exc:
-            raise ConvsimError(str(exc)) from None
+    ifmap_ = made.ifmap if ifmap is None else checked_tensor(ifmap, "ifmap", layer.input_shape, 8)
+    weight_ = made.weight if weight is None else checked_tensor(weight, "weight", layer.weight_shape, 8)
     if bias is None:
         b = made.bias
-    elif tuple(bias.shape) != (layer.out_channels,):
-        raise ConvsimError(f"bias: shape {list(bias.shape)}, expected [{layer.out_channels}]")
     else:
-        b = bias.astype(np.int32) if layer.bias else np.zeros(layer.out_channels, dtype=np.int32)
-    return LayerTensors(chosen[0], chosen[1], b)
+        b = checked_tensor(bias, "bias", (layer.out_channels,), 32)
+        b = b if layer.bias else np.zeros(layer.out_channels, dtype=np.int32)
+    return LayerTensors(ifmap_, weight_, b)
 
 
 def _native_nhwc(hw: HardwareConfig) -> bool:
@@ -167,6 +155,8 @@ def simulate(cfg: SimConfig, ifmap: np.ndarray | None = None, weight: np.ndarray
     Missing tensors are generated from ``cfg.data`` exactly as the golden generator does. ``functional=False``
     runs the cycle model only: no values, ``ofmap`` is None.
     """
+    if not isinstance(cfg, SimConfig):
+        raise ConvsimError(f"cfg: expected a SimConfig (from simulator.load_config), got {type(cfg).__name__}")
     index = _layer_index(cfg, layer)
     chosen = cfg.layers[index]
     tensors = _tensors(cfg, chosen, index, ifmap, weight, bias) if functional else None
@@ -178,6 +168,8 @@ def _layer_index(cfg: SimConfig, layer: str | int | None) -> int:
         if cfg.is_network:
             raise ConvsimError(f"config {cfg.name!r} is a network of {len(cfg.layers)} layers: name one")
         return 0
+    if isinstance(layer, bool) or not isinstance(layer, int | str):
+        raise ConvsimError(f"layer: expected a layer name or index, got {type(layer).__name__}")
     if isinstance(layer, int):
         if not 0 <= layer < len(cfg.layers):
             raise ConvsimError(f"layer index {layer} out of range: config has {len(cfg.layers)} layers")

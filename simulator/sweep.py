@@ -17,14 +17,19 @@ sorted by point and layer, so two runs of the same sweep give identical tables w
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import difflib
 import io
 import itertools
 import json
+import math
 import os
+import signal
 import sys
-import time
-from collections.abc import Callable
+import threading
+import typing
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +37,24 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from simulator.config import SimConfig, config_from_mapping, format_validation_error, read_config_mapping
+from simulator import progress
+from simulator.config import (
+    LayerConfig,
+    SimConfig,
+    config_from_mapping,
+    format_validation_error,
+    read_config_mapping,
+)
 from simulator.energy import fmt_nj
 from simulator.errors import ConfigError, ConvsimError
-from simulator.files import atomic_write_bytes, atomic_write_text, ensure_dir
+from simulator.files import atomic_write_bytes, atomic_write_text, check_writable_dir, ensure_dir
+from simulator.inputs import read_bytes
 
 Executor = Literal["local", "ray"]
+MAX_POINTS = 10_000  # grid points of one sweep (counted before any is built)
+MAX_POINT_LAYERS = 100_000  # points x layers of the base config: each is validated and evaluated
+MAX_WORKERS = max(2, os.cpu_count() or 1)  # the work is CPU-bound: more processes than cores only cost memory
+MAX_RESULTS_BYTES = 1 << 30
 
 
 class Constraints(BaseModel):
@@ -182,10 +199,15 @@ Done = Callable[[int, list[dict[str, Any]] | str], None]
 
 
 def run_local(payloads: list[Payload], done: Done, workers: int | None = None) -> None:
-    with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+    pool = ProcessPoolExecutor(max_workers=max(1, min(workers or os.cpu_count() or 1, len(payloads))))
+    try:
         futures = [pool.submit(_evaluate_payload, p) for p in payloads]
         for fut in as_completed(futures):
             done(*fut.result())
+    except BaseException:  # Ctrl-C or a failure: drop the queued points, do not wait for them
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def run_ray(payloads: list[Payload], done: Done, address: str | None) -> None:
@@ -195,19 +217,57 @@ def run_ray(payloads: list[Payload], done: Done, address: str | None) -> None:
         raise ConvsimError("--executor ray needs Ray: pip install 'convsim[ray]'") from None
     started_here = not ray.is_initialized()
     if started_here:
-        try:
-            ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise ConvsimError(f"--address {address}: cannot connect to Ray ({exc})".splitlines()[0]) from None
+        # Ctrl-C while Ray starts its processes would orphan the ones already started: hold it until init returns
+        with _deferred_interrupt() as interrupted:
+            try:
+                ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                _shutdown_quietly(ray)
+                raise ConvsimError(f"--address {address}: cannot connect to Ray ({exc})".splitlines()[0]) from None
+        if interrupted:
+            _shutdown_quietly(ray)
+            raise KeyboardInterrupt
     try:
         task = ray.remote(_evaluate_payload)
         pending = [task.remote(p) for p in payloads]
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            done(*ray.get(ready[0]))
+        try:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                done(*ray.get(ready[0]))
+        except BaseException:  # Ctrl-C: cancel what is queued before the runtime shuts down
+            for ref in pending:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
+            raise
     finally:
         if started_here:
+            _shutdown_quietly(ray)
+
+
+@contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[list[bool]]:
+    """SIGINT is recorded (the yielded list gets an entry) instead of raised, until the block ends."""
+    seen: list[bool] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: seen.append(True))
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _shutdown_quietly(ray: Any) -> None:
+    """Stop the Ray runtime this process started; a second Ctrl-C must not interrupt the shutdown itself."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if threading.current_thread() is threading.main_thread() \
+        else None
+    try:
+        with contextlib.suppress(Exception):
             ray.shutdown()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 # ---------------------------------------------------------------------------------------------------- results
@@ -222,15 +282,34 @@ def read_jsonl(path: Path) -> dict[int, dict[str, Any]]:
     done: dict[int, dict[str, Any]] = {}
     if not path.exists():
         return done
-    for line in path.read_text().splitlines(keepends=True):
+    text = read_bytes(path, "sweep results", MAX_RESULTS_BYTES).decode("utf-8", errors="replace")
+    for number, line in enumerate(text.splitlines(keepends=True), start=1):
         if not line.endswith("\n"):
             continue
         try:
             rec = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
-        done[int(rec["point"])] = rec
+        if not _is_record(rec):
+            raise ConvsimError(f"--resume: {path} line {number}: not a sweep record (edited, or not written by "
+                               "convsim sweep); fix or remove the line, or choose another --out")
+        done[rec["point"]] = rec
     return done
+
+
+ROW_INTS = ("pes", "sram_bytes", "cycles", "macs_useful")
+
+
+def _is_record(rec: Any) -> bool:
+    """A line of results.jsonl as :func:`run_sweep` writes it: a point's rows, or the reason it did not run."""
+    if not (isinstance(rec, dict) and type(rec.get("point")) is int and rec["point"] >= 0
+            and isinstance(rec.get("key"), str) and isinstance(rec.get("overrides"), dict)):
+        return False
+    if isinstance(rec.get("problem"), str):
+        return True
+    rows = rec.get("rows")
+    return isinstance(rows, list) and all(isinstance(r, dict) and all(type(r.get(k)) is int for k in ROW_INTS)
+                                          for r in rows)
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
@@ -260,14 +339,16 @@ def csv_text(rows: list[dict[str, Any]], grid_keys: list[str]) -> str:
     return buf.getvalue()
 
 
-def point_totals(records: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per point: total cycles and energy over its layers (energy summed exactly in fJ), PEs and SRAM bytes."""
+def point_totals(records: dict[int, dict[str, Any]], grid_keys: list[str]) -> list[dict[str, Any]]:
+    """Per point: total cycles and energy over its layers (energy summed exactly in fJ), PEs and SRAM bytes
+    (overrides in the grid's key order)."""
     out = []
     for index in sorted(records):
         rows = records[index].get("rows")
         if rows:
+            overrides = {k: records[index]["overrides"].get(k) for k in grid_keys}
             energy_fj = sum(r.get("energy_fj", 0) for r in rows)  # results written before energy existed: 0
-            out.append({"point": index, "overrides": records[index]["overrides"], "pes": rows[0]["pes"],
+            out.append({"point": index, "overrides": overrides, "pes": rows[0]["pes"],
                         "sram_bytes": rows[0]["sram_bytes"], "cycles": sum(r["cycles"] for r in rows),
                         "macs_useful": sum(r["macs_useful"] for r in rows), "energy_fj": energy_fj,
                         "energy_pj": energy_fj / 1000})
@@ -344,27 +425,106 @@ def load_spec(path: Path) -> tuple[SweepSpec, dict[str, Any], Path]:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, str(path))) from None
+    check_grid(spec.grid, path)
     base_path = path.parent / spec.base
     base_raw, base_dir = read_config_mapping(base_path, "base config")
+    layers = len(base_raw["layers"]) if isinstance(base_raw.get("layers"), list) else 1
+    points = math.prod(len(v) for v in spec.grid.values())
+    if points * layers > MAX_POINT_LAYERS:
+        raise ConfigError(f"{path}: {points:,} points x {layers:,} layers of {base_path} = {points * layers:,} layer "
+                          f"evaluations, more than the {MAX_POINT_LAYERS:,} a sweep runs")
     return spec, base_raw, base_dir
 
 
-def progress_line(done: int, total: int, elapsed_s: float) -> str:
-    eta = elapsed_s / done * (total - done) if done else 0.0
-    return f"\r[{done}/{total}] {100 * done // max(total, 1)}%  elapsed {elapsed_s:.1f}s  eta {eta:.1f}s"
+def _grid_key_problem(key: str) -> str | None:
+    """Why ``key`` (``hardware.mac_array.rows``) names no config field, or None when it does."""
+    model: Any = SimConfig
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        fields = {name: f.annotation for name, f in model.model_fields.items()}
+        if model is SimConfig:  # a single-layer config's `layer:`; `layers:` is a list, not addressable by key
+            del fields["layers"], fields["is_network"]
+            fields["layer"] = LayerConfig
+        if part not in fields:
+            where = ".".join(parts[:depth]) or "the config"
+            close = difflib.get_close_matches(part, sorted(fields), n=1, cutoff=0.6)
+            hint = f" (did you mean {'.'.join([*parts[:depth], close[0]])!r}?)" if close else ""
+            return f"{part!r} is not a key of {where}{hint}"
+        annotation = fields[part]
+        if typing.get_origin(annotation) is dict:  # a mapping field (e.g. hardware.energy.buffers): keys below it
+            return None  # are checked when each point is validated
+        is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        if depth < len(parts) - 1 and not is_model:
+            return f"{'.'.join(parts[:depth + 1])} is a value, it has no key {parts[depth + 1]!r}"
+        if depth == len(parts) - 1 and is_model:
+            return f"{key} is a section; name one of its keys ({', '.join(annotation.model_fields)})"
+        model = annotation
+    return None
+
+
+def check_grid(grid: dict[str, list[Any]], path: Path) -> int:
+    """Refuse, before anything is built, grid keys that name no config field, empty value lists and grids of
+    more than MAX_POINTS points; return the number of points."""
+    for key, values in grid.items():
+        problem = _grid_key_problem(key)
+        if problem:
+            raise ConfigError(f"{path}: grid.{key}: {problem}")
+        if not values:
+            raise ConfigError(f"{path}: grid.{key}: empty list of values (every key needs at least one)")
+    count = math.prod(len(v) for v in grid.values())
+    if count > MAX_POINTS:
+        raise ConfigError(f"{path}: grid has {count:,} points ({' x '.join(str(len(v)) for v in grid.values())}), "
+                          f"more than the {MAX_POINTS:,} a sweep runs; split it or use fewer values")
+    return count
 
 
 def run_sweep(sweep_file: Path, out: Path, executor: Executor = "local", address: str | None = None,
               resume: bool = False, verify: bool = False, golden_dir: str | None = None,
               workers: int | None = None) -> int:
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise ConvsimError(f"--workers {workers}: expected 1 to {MAX_WORKERS} worker processes (the cores here)")
     spec, base_raw, base_dir = load_spec(sweep_file)
     points = expand(spec, base_raw, base_dir)
     grid_keys = list(spec.grid)
-    ensure_dir(out, "--out")
+    if all(p.problem for p in points):
+        raise ConvsimError(f"{sweep_file}: no point of the grid can run ({len(points)} invalid or excluded; "
+                           f"first: {points[0].problem})")
+    if executor == "ray":
+        _require_ray()
+    check_writable_dir(out, "--out")
     jsonl = out / "results.jsonl"
     if jsonl.exists() and not resume:
         raise ConvsimError(f"--out {out}: results.jsonl exists; pass --resume to continue it or choose another --out")
     records = read_jsonl(jsonl) if resume else {}
+    created = not jsonl.exists()
+    try:
+        return _run_points(spec, points, grid_keys, records, jsonl, out, sweep_file, executor, address, verify,
+                           golden_dir, workers)
+    except BaseException:
+        # a start that evaluated nothing leaves nothing behind, so the retry is not refused
+        if created and jsonl.exists() and not any("rows" in r for r in read_jsonl_quiet(jsonl).values()):
+            jsonl.unlink()
+        raise
+
+
+def read_jsonl_quiet(path: Path) -> dict[int, dict[str, Any]]:
+    try:
+        return read_jsonl(path)
+    except ConvsimError:
+        return {}
+
+
+def _require_ray() -> None:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise ConvsimError("--executor ray needs Ray: pip install 'convsim[ray]'") from None
+
+
+def _run_points(spec: SweepSpec, points: list[Point], grid_keys: list[str], records: dict[int, dict[str, Any]],
+                jsonl: Path, out: Path, sweep_file: Path, executor: Executor, address: str | None, verify: bool,
+                golden_dir: str | None, workers: int | None) -> int:
+    ensure_dir(out, "--out")
     for rec in records.values():
         if rec["point"] >= len(points) or rec["key"] != points[rec["point"]].key:
             raise ConvsimError(f"--resume: {jsonl} was written by a different sweep (point {rec['point']})")
@@ -377,9 +537,8 @@ def run_sweep(sweep_file: Path, out: Path, executor: Executor = "local", address
     todo = [p for p in points if not p.problem and p.index not in records]
     print(f"sweep: {len(points)} points, {len(invalid)} not run, {len(points) - len(invalid) - len(todo)} "
           f"already done, {len(todo)} to run on '{executor}'", file=sys.stderr)
-    started = time.monotonic()
     by_index = {p.index: p for p in points}
-    shown = [0.0]
+    counter = progress.Counter(len(todo), "sweep", "point")
 
     def done(index: int, rows: list[dict[str, Any]] | str) -> None:
         p = by_index[index]
@@ -387,22 +546,24 @@ def run_sweep(sweep_file: Path, out: Path, executor: Executor = "local", address
         rec.update({"problem": rows} if isinstance(rows, str) else {"rows": rows})
         append_jsonl(jsonl, rec)
         records[index] = rec
-        finished = sum(1 for q in todo if q.index in records)
-        now = time.monotonic()
-        if now - shown[0] >= 0.5 or finished == len(todo):  # at most two updates a second
-            shown[0] = now
-            print(progress_line(finished, len(todo), now - started), end="", file=sys.stderr, flush=True)
+        if isinstance(rows, str):
+            print(f"point {index} {rows}", file=sys.stderr)
+        counter.update()
 
     payloads: list[Payload] = [(p.index, p.config, verify, golden_dir) for p in todo]  # type: ignore[misc]
-    if payloads:
-        if executor == "ray":
+    try:
+        if payloads and executor == "ray":
             run_ray(payloads, done, address)
-        else:
+        elif payloads:
             run_local(payloads, done, workers)
-        print(file=sys.stderr)
+    finally:
+        counter.close()
     rows = table_rows(records, grid_keys)
+    totals = point_totals(records, grid_keys)
+    if not totals:
+        raise ConvsimError(f"{sweep_file}: no point ran: all {len(points)} were invalid, excluded or failed "
+                           "(each is listed above)")
     atomic_write_text(out / "results.csv", csv_text(rows, grid_keys))
-    totals = point_totals(records)
     objectives = spec.objectives
     front = pareto_front(totals, objectives)
     atomic_write_text(out / "pareto.txt", pareto_text(front, objectives) + "\n")

@@ -8,6 +8,7 @@ the ``--out`` directory was not created. A few cases also run as real subprocess
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 import subprocess
@@ -154,9 +155,43 @@ def stale_shape(case: Path) -> None:
     (case / "manifest.json").write_text(json.dumps(manifest))
 
 
+def huge_header_consistent(case: Path) -> None:
+    """ofmap.npy replaced by a header declaring 10**5 x 10**5 x 10**5 x 10**5 int32 (no data), with the manifest's
+    checksums updated to match: the checksum passes, the header must not be trusted."""
+    from simulator.files import sha256_bytes
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<i4", "fortran_order": False, "shape": (10**5,) * 4})
+    (case / "ofmap.npy").write_bytes(buf.getvalue())
+    manifest = json.loads((case / "manifest.json").read_text())
+    manifest["tensors"]["ofmap"]["sha256"] = manifest["files"]["ofmap.npy"] = sha256_bytes(buf.getvalue())
+    (case / "manifest.json").write_text(json.dumps(manifest))
+
+
 def network(*layers: dict[str, Any]) -> dict[str, Any]:
     raw = {k: v for k, v in BASE.items() if k != "layer"}
     return {**raw, "layers": list(layers)}
+
+
+ALIAS_BOMB = "name: x\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9)) + "layer: {}\n"
+
+
+def _npy_header_only(path: Path, shape: tuple[int, ...]) -> None:
+    """A .npy whose header declares ``shape`` (int8) and holds no data: loading it must allocate nothing."""
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": "|i1", "fortran_order": False, "shape": shape})
+
+
+def _sparse(path: Path, size: int) -> tuple[Path, list[str]]:
+    with open(path, "wb") as fh:
+        fh.truncate(size)
+    return path, [str(path), f"{size:,} bytes"]
+
+
+def _fifo(path: Path) -> tuple[Path, list[str]]:
+    os.mkfifo(path)  # reading it would block forever: must be refused from os.stat alone
+    return path, [str(path), "FIFO"]
 
 
 LAYER = BASE["layer"]
@@ -256,7 +291,46 @@ CASES: dict[str, Case] = {
     "config_top_level_list": text_case("- name: x\n", "mapping", "list"),
     "config_top_level_scalar": text_case("42\n", "mapping", "int"),
     "config_not_utf8": text_case(b"name: \xff\xfe\n", "UTF-8"),
-    "config_tab_indent": text_case("name: x\nlayer:\n\tin_channels: 1\n", "not valid YAML"),
+    "config_tab_indent": text_case("name: x\nlayer:\n\tin_channels: 1\n", "not valid YAML", "tab"),
+    # resources: refused at load with the bytes they would need, before anything is allocated
+    "input_shape_huge": raw_case({**BASE, "layer": {**LAYER, "input_shape": [1, 4096, 4096, 4096],
+                                                    "in_channels": 4096}}, "layer", "bytes", "ifmap"),
+    "stride_huge": mapping_case("layer.stride", 100_000_000, "layer", "rows or columns"),
+    "out_channels_huge": mapping_case("layer.out_channels", 10**9, "layer", "bytes", "weight"),
+    "too_much_work": raw_case({**BASE, "layer": {"op": "conv2d", "input_shape": [1, 512, 128, 128],
+                                                 "in_channels": 512, "out_channels": 64, "kernel_size": 7,
+                                                 "padding": 3}}, "layer", "products", "17,179,869,184"),
+    "sram_huge": mapping_case("hardware.sram.ifmap.size_bytes", 10**13, "hardware.sram.ifmap.size_bytes",
+                              "10,000,000,000,000 bytes"),
+    "npy_header_huge_shape": npy_case("ifmap", lambda p: _npy_header_only(p, (100_000,) * 4), "[100000, 100000"),
+    "clock_tiny": mapping_case("hardware.clock_mhz", 1e-320, "hardware.clock_mhz", ">= 1e-06"),
+    "clock_infinite": mapping_case("hardware.clock_mhz", float("inf"), "hardware.clock_mhz", "<= 1000000"),
+    # files that are not regular files, or too large
+    "hardware_dev_zero": mapping_case("hardware", "/dev/zero", "/dev/zero", "character device"),
+    "config_50_mb": lambda tmp: _sparse(tmp / "cfg.yaml", 50 << 20),
+    "config_fifo": lambda tmp: _fifo(tmp / "cfg.yaml"),
+    "hardware_fifo": lambda tmp: (_fifo(tmp / "hw.yaml")[0] and write_cfg(tmp, edit(BASE, "hardware", "hw.yaml")),
+                                  ["hw.yaml", "FIFO"]),
+    "npy_fifo": npy_case("ifmap", lambda p: os.mkfifo(p), "FIFO"),
+    # YAML resource attacks and slips
+    "yaml_alias_bomb": text_case(ALIAS_BOMB, "aliases are expanded"),
+    "yaml_deep_nesting": text_case("name: x\nlayer: " + "[" * 1000 + "]" * 1000 + "\n", "nested more than"),
+    "yaml_deep_mapping": text_case("name: x\nlayer: " + "{a: " * 1000 + "1" + "}" * 1000 + "\n", "nested more than"),
+    "yaml_recursive_alias": text_case("name: x\nlayer: &a [*a]\n", "recursive"),
+    "yaml_duplicate_key": text_case("name: a\nname: b\nlayer: {}\n", "duplicate key 'name'"),
+    "sweep_file_as_config": text_case("base: cfg.yaml\ngrid: {hardware.mac_array.rows: [4]}\n", "sweep file",
+                                      "convsim sweep"),
+    "name_too_long": mapping_case("name", "a" * 300, "name", "at most 100 characters"),
+    "too_many_layers": raw_case(network(*({**LAYER, "name": f"l{i}"} for i in range(1100))), "layers",
+                                "1,100 layers"),
+    "golden_manifest_deeply_nested": golden_case(
+        lambda c: (c / "manifest.json").write_text("[" * 100_000 + "]" * 100_000), "manifest.json", "JSON"),
+    "golden_npy_huge_header": golden_case(huge_header_consistent, "ofmap.npy", "needs"),
+    "golden_manifest_fifo": golden_case(lambda c: ((c / "manifest.json").unlink(), os.mkfifo(c / "manifest.json")),
+                                        "manifest.json"),
+    # pydantic's words replaced by the config's
+    "kernel_size_words": mapping_case("layer.kernel_size", "3x3", "layer.kernel_size", "an int or a pair [h, w]"),
+    "input_shape_words": mapping_case("layer.input_shape", "big", "layer.input_shape", "a list of 4 ints"),
     # golden cases
     "golden_tampered": golden_case(flip_byte("ofmap.npy"), "ofmap.npy", "sha256"),
     "golden_truncated_consistent_sha": golden_case(truncate_consistently, "ofmap.npy", "not a valid .npy"),
@@ -317,7 +391,7 @@ def test_missing_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 def test_missing_config_argument_is_a_one_line_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     code, err = _run(["run"], capsys)
-    _check_one_line(code, err, ["run", "config", "--help"])
+    _check_one_line(code, err, ["run", "CONFIG", "--help"])
 
 
 def test_unknown_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
@@ -385,7 +459,7 @@ def test_usage_error_in_a_real_process(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-m", "simulator", "run"], capture_output=True, text=True, env=env,
                           cwd=tmp_path, timeout=60)
-    _check_one_line(proc.returncode, proc.stderr, ["config"])
+    _check_one_line(proc.returncode, proc.stderr, ["CONFIG"])
 
 
 def test_unknown_key_that_is_not_a_name_stays_on_one_line(tmp_path: Path) -> None:
@@ -397,3 +471,284 @@ def test_unknown_key_that_is_not_a_name_stays_on_one_line(tmp_path: Path) -> Non
     with pytest.raises(ConfigError) as info:
         config_from_mapping(raw, tmp_path, source="cfg.yaml")
     assert str(info.value) == "cfg.yaml: layer['odd\\nkey ']: unknown key"
+
+
+# ------------------------------------------------------------------------------- every other command, and the API
+# Each case: tmp_path -> (argv, substrings of the one error line, paths that must not exist afterwards).
+
+Command = Callable[[Path], tuple[list[str], list[str], list[Path]]]
+SEED1 = str(REPO / "configs" / "seed_case1.yaml")
+
+
+def _sweep(tmp: Path, grid: str) -> Path:
+    path = tmp / "sweep.yaml"
+    path.write_text(f"base: {SEED1}\ngrid:\n{grid}")
+    return path
+
+
+def _run_dir(tmp: Path) -> Path:
+    """A real run of seed_case1 with dumps (the subject of the inspect cases)."""
+    run = tmp / "r"
+    assert main(["run", SEED1, "--out", str(run), "--no-compare"]) == 0
+    return run
+
+
+def _edit_index(change: Callable[[dict[str, Any]], None]) -> Command:
+    def build(tmp: Path) -> tuple[list[str], list[str], list[Path]]:
+        run = _run_dir(tmp)
+        index_path = run / "dumps" / "index.json"
+        index = json.loads(index_path.read_text())
+        change(index)
+        index_path.write_text(json.dumps(index))
+        return ["inspect", str(run), "--stage", "swell", "--buffer", "ifmap_swelled"], ["index.json"], []
+    return build
+
+
+def _dump_npy_huge_header(tmp: Path) -> tuple[list[str], list[str], list[Path]]:
+    from simulator.files import sha256_bytes
+
+    run = _run_dir(tmp)
+    index_path = run / "dumps" / "index.json"
+    index = json.loads(index_path.read_text())
+    entry = index["stages"][1]["tiles"][0]["buffers"][0]  # swell: ifmap_swelled
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "|i1", "fortran_order": False, "shape": (10**6,) * 4})
+    (run / "dumps" / "swell" / entry["npy"]).write_bytes(buf.getvalue())
+    entry["npy_sha256"] = sha256_bytes(buf.getvalue())
+    index_path.write_text(json.dumps(index))
+    return ["inspect", str(run), "--stage", "swell", "--buffer", "ifmap_swelled"], ["ifmap_swelled.npy", "needs"], []
+
+
+def _model_file(tmp: Path, body: str) -> str:
+    path = tmp / "model.py"
+    path.write_text("import sys\nimport torch\n" + body)
+    return f"{path}:build"
+
+
+def _from_torch(body: str, *extra: str, expect: tuple[str, ...] = ()) -> Command:
+    def build(tmp: Path) -> tuple[list[str], list[str], list[Path]]:
+        target = _model_file(tmp, body)
+        out = tmp / "net.yaml"
+        return (["from-torch", target, "--input-shape", "1,4,2,2", "--out", str(out), *extra], list(expect), [out])
+    return build
+
+
+TINY_MODEL = "def build():\n    return torch.nn.Sequential(torch.nn.ConvTranspose2d(4, 2, 2, 2))\n"
+
+
+def _existing_config(tmp: Path) -> tuple[list[str], list[str], list[Path]]:
+    target = _model_file(tmp, TINY_MODEL)
+    out = tmp / "seed_case1.yaml"
+    out.write_text("mine\n")
+    return ["from-torch", target, "--input-shape", "1,4,2,2", "--out", str(out)], ["exists", "--force"], []
+
+
+def _golden_into_case(tmp: Path) -> tuple[list[str], list[str], list[Path]]:
+    gold = tmp / "golden"
+    assert main(["golden", SEED1, "--golden-dir", str(gold)]) == 0
+    return (["run", SEED1, "--golden-dir", str(gold), "--out", str(gold / "seed_case1")],
+            ["golden", "seed_case1"], [gold / "seed_case1" / "report.json", gold / "seed_case1" / "dumps"])
+
+
+def _dumps_symlink(tmp: Path) -> tuple[list[str], list[str], list[Path]]:
+    out = tmp / "out"
+    out.mkdir()
+    (tmp / "elsewhere").mkdir()
+    (out / "dumps").symlink_to(tmp / "elsewhere")
+    return ["run", SEED1, "--no-compare", "--out", str(out)], ["dumps", "symbolic link"], [out / "report.json"]
+
+
+def _entry_of_the_wrong_kind(tmp: Path) -> tuple[list[str], list[str], list[Path]]:
+    out = tmp / "out"
+    (out / "ofmap.npy").mkdir(parents=True)  # a directory where the run writes a file
+    return ["run", SEED1, "--no-compare", "--out", str(out)], ["ofmap.npy", "directory"], \
+        [out / "report.json", out / "dumps"]
+
+
+def _golden_case_is_a_file(tmp: Path) -> tuple[list[str], list[str], list[Path]]:
+    gold = tmp / "g"
+    gold.mkdir()
+    (gold / "bad").write_text("not a case")
+    return ["golden", str(write_cfg(tmp, BASE)), "--golden-dir", str(gold)], [str(gold / "bad"), "not a directory"], []
+
+
+def _network_sweep(tmp: Path) -> tuple[list[str], list[str], list[Path]]:
+    cfg = write_cfg(tmp, network(*({**LAYER, "name": f"l{i}"} for i in range(1000))), "net.yaml")
+    sweep = tmp / "s.yaml"
+    sweep.write_text(f"base: {cfg}\ngrid: {{hardware.clock_mhz: [{', '.join(str(v) for v in range(1, 201))}]}}\n")
+    return ["sweep", str(sweep), "--out", str(tmp / "o")], ["200 points x 1,000 layers"], [tmp / "o"]
+
+
+def _same_name(tmp: Path) -> tuple[list[str], list[str], list[Path]]:
+    first, other = write_cfg(tmp, BASE, "a.yaml"), write_cfg(tmp, edit(BASE, "data.seed", 5), "b.yaml")
+    gold = tmp / "g"  # both are named 'bad': the second case would overwrite the first
+    return ["golden", str(first), str(other), "--golden-dir", str(gold)], ["'bad'", "a.yaml", "b.yaml"], [gold]
+
+
+def _resume_with_foreign_line(tmp: Path) -> tuple[list[str], list[str], list[Path]]:
+    sweep = _sweep(tmp, "  hardware.mac_array.rows: [4]\n")
+    out = tmp / "out"
+    out.mkdir()
+    (out / "results.jsonl").write_text('{"hello": 1}\n[1, 2]\n')
+    return ["sweep", str(sweep), "--out", str(out), "--resume", "--workers", "1"], ["line 1", "not a sweep record"], \
+        [out / "results.csv"]
+
+
+BIG_GRID = "".join(f"  hardware.{k}: [{', '.join(str(v) for v in range(1, 1001))}]\n"
+                   for k in ("mac_array.rows", "mac_array.cols", "clock_mhz", "layout.c0"))
+
+COMMAND_CASES: dict[str, Command] = {
+    # sweeps
+    "sweep_misspelt_grid_key": lambda t: (["sweep", str(_sweep(t, "  hardware.mac_aray.rows: [4, 8]\n")), "--out",
+                                           str(t / "o")], ["grid.hardware.mac_aray.rows", "mac_array"], [t / "o"]),
+    "sweep_grid_key_a_section": lambda t: (["sweep", str(_sweep(t, "  hardware.sram: [4]\n")), "--out", str(t / "o")],
+                                           ["hardware.sram", "section"], [t / "o"]),
+    "sweep_empty_values": lambda t: (["sweep", str(_sweep(t, "  hardware.mac_array.rows: []\n")), "--out",
+                                      str(t / "o")], ["hardware.mac_array.rows", "empty"], [t / "o"]),
+    "sweep_10_to_12_points": lambda t: (["sweep", str(_sweep(t, BIG_GRID)), "--out", str(t / "o")],
+                                        ["1,000,000,000,000 points"], [t / "o"]),
+    "sweep_workers_negative": lambda t: (["sweep", str(_sweep(t, "  hardware.mac_array.rows: [4]\n")), "--workers",
+                                          "-1", "--out", str(t / "o")], ["--workers -1"], [t / "o"]),
+    "sweep_workers_million": lambda t: (["sweep", str(_sweep(t, "  hardware.mac_array.rows: [4]\n")), "--workers",
+                                         "1000000", "--out", str(t / "o")], ["--workers 1000000"], [t / "o"]),
+    "sweep_no_runnable_point": lambda t: (["sweep", str(_sweep(t, "  hardware.mac_array.rows: [0]\n")), "--workers",
+                                           "1", "--out", str(t / "o")], ["no point of the grid can run", "rows"],
+                                          [t / "o" / "results.jsonl", t / "o" / "pareto.png"]),
+    "sweep_resume_foreign_line": _resume_with_foreign_line,
+    "sweep_file_fifo": lambda t: (["sweep", str(_fifo(t / "s.yaml")[0]), "--out", str(t / "o")], ["FIFO"], [t / "o"]),
+    # inspect on an edited or hostile index.json
+    "inspect_index_no_stages": _edit_index(lambda ix: ix.pop("stages")),
+    "inspect_index_buffers_not_list": _edit_index(lambda ix: ix["stages"][0]["tiles"][0].update(buffers=3)),
+    "inspect_index_file_outside": _edit_index(
+        lambda ix: ix["stages"][1]["tiles"][0]["buffers"][0].update(npy="../../../etc/passwd")),
+    "inspect_index_size_a_string": _edit_index(
+        lambda ix: ix["stages"][1]["tiles"][0]["buffers"][0].update(size_bytes="big")),
+    "inspect_index_fifo": lambda t: (["inspect", str(t)], ["index.json", "FIFO"], []) if _fifo(
+        t / "index.json") else ([], [], []),
+    "inspect_npy_huge_header": _dump_npy_huge_header,
+    "inspect_png_is_a_directory": lambda t: (["inspect", str(_run_dir(t)), "--stage", "swell", "--buffer",
+                                              "ifmap_swelled", "--png", str(t)], ["--png", str(t)], []),
+    "inspect_channel_out_of_range": lambda t: (["inspect", str(_run_dir(t)), "--stage", "swell", "--buffer",
+                                                "ifmap_swelled", "--channel", "7"], ["--channel 7"], []),
+    # outputs: the user's path is named, never a staging file; golden cases and links are never written through
+    "run_out_in_proc": lambda t: (["run", SEED1, "--out", "/proc/convsim-x"], ["/proc/convsim-x"], []),
+    "run_junit_in_proc": lambda t: (["run", SEED1, "--no-compare", "--out", str(t / "o"), "--junit",
+                                     "/proc/j.xml"], ["--junit /proc/j.xml"], [t / "o"]),
+    "run_out_into_golden_case": _golden_into_case,
+    "run_dumps_symlink": _dumps_symlink,
+    "golden_same_name_twice": _same_name,
+    "run_entry_of_the_wrong_kind": _entry_of_the_wrong_kind,
+    "golden_case_is_a_file": _golden_case_is_a_file,
+    "golden_reference_too_large": lambda t: (["golden", str(write_cfg(t, BASE, "a.yaml")), str(write_cfg(t, {
+        **BASE, "name": "big", "layer": {"op": "conv2d", "input_shape": [1, 256, 256, 256], "in_channels": 256,
+                                         "out_channels": 1, "kernel_size": 3, "padding": 1}}, "b.yaml")),
+        "--golden-dir", str(t / "g")], ["'big'", "bytes", "im2col"], [t / "g"]),
+    "sweep_network_times_points": _network_sweep,
+    # from-torch
+    "from_torch_huge_input": lambda t: (["from-torch", _model_file(t, TINY_MODEL), "--input-shape",
+                                         "100000,100000,100000,100000", "--out", str(t / "n.yaml")],
+                                        ["--input-shape", "elements"], [t / "n.yaml"]),
+    "from_torch_sys_exit_on_import": _from_torch("sys.exit(3)\n" + TINY_MODEL, expect=("sys.exit(3)",)),
+    "from_torch_sys_exit_in_build": _from_torch("def build():\n    sys.exit(4)\n", expect=("sys.exit(4)",)),
+    "from_torch_overwrite_without_force": _existing_config,
+    "from_torch_out_a_directory": lambda t: (["from-torch", _model_file(t, TINY_MODEL), "--input-shape", "1,4,2,2",
+                                              "--out", str(t)], ["--out", str(t), "directory"], []),
+}
+
+
+@pytest.mark.parametrize("name", sorted(COMMAND_CASES))
+def test_bad_command_one_line_error(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv, expect, absent = COMMAND_CASES[name](tmp_path)
+    capsys.readouterr()
+    code, err = _run(argv, capsys)
+    _check_one_line(code, err, expect)
+    for path in absent:
+        assert not path.exists(), path
+    assert not [p for p in tmp_path.rglob(".*.tmp")], "a staging file was left behind"
+
+
+def test_golden_without_torch_names_the_install(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
+    code, err = _run(["golden", SEED1, "--golden-dir", str(tmp_path / "g")], capsys)
+    _check_one_line(code, err, ["torch", "pip install 'convsim[golden]'"])
+    assert not (tmp_path / "g").exists()
+
+
+def test_from_torch_lists_dropped_modules_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = _model_file(tmp_path, "def build():\n    return torch.nn.Sequential(torch.nn.ConvTranspose2d(4, 2, 2, 2),"
+                                   " torch.nn.BatchNorm2d(2), torch.nn.ReLU(), torch.nn.Upsample(scale_factor=2))\n")
+    out = tmp_path / "net.yaml"
+    assert main(["from-torch", target, "--input-shape", "1,4,2,2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "1 (BatchNorm2d), 2 (ReLU), 3 (Upsample)" in printed and "3 other module(s) ignored" in printed
+    assert "# Ignored, not convolutions (3): 1 (BatchNorm2d)" in out.read_text()
+
+
+# ------------------------------------------------------------------------------------------------- the Python API
+
+
+@pytest.mark.parametrize(("argument", "value", "expect"), [
+    ("ifmap", np.full(IFMAP_SHAPE, 0.7), ["ifmap", "float64", "int8 [-128, 127]"]),
+    ("ifmap", np.full(IFMAP_SHAPE, np.nan, dtype=np.float32), ["ifmap", "float32"]),
+    ("ifmap", np.zeros(IFMAP_SHAPE, dtype=bool), ["ifmap", "bool"]),
+    ("ifmap", np.zeros(IFMAP_SHAPE, dtype=object), ["ifmap", "object"]),
+    ("ifmap", np.zeros(IFMAP_SHAPE, dtype=np.int8).tolist(), ["ifmap", "list", "numpy integer array"]),
+    ("ifmap", np.full(IFMAP_SHAPE, 300, dtype=np.int16), ["ifmap", "300", "int16", "int8 [-128, 127]"]),
+    ("weight", np.zeros(WEIGHT_SHAPE, dtype=np.float16), ["weight", "float16"]),
+    ("weight", np.zeros((2, 2, 3), dtype=np.int8), ["weight", "[2, 2, 3]", "[2, 2, 3, 3]"]),
+    ("bias", np.full((2,), 2**40, dtype=np.int64), ["bias", str(2**40), "int64", "int32"]),
+    ("bias", np.zeros((2,), dtype=np.float64), ["bias", "float64"]),
+])
+def test_api_refuses_tensors_it_would_silently_change(tmp_path: Path, argument: str, value: Any,
+                                                      expect: list[str]) -> None:
+    from simulator import ConvsimError, load_config, simulate
+
+    cfg = load_config(write_cfg(tmp_path, BASE))
+    with pytest.raises(ConvsimError) as info:
+        simulate(cfg, **{argument: value})
+    message = str(info.value)
+    assert "\n" not in message
+    for piece in expect:
+        assert piece in message, f"{piece!r} not in {message!r}"
+
+
+def test_overflow_names_the_running_sum_that_left_int32(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """K = 5*5*8192: 20*8192 products of +2**14, then 5*8192 of -128*127. The running sum first leaves int32 at
+    exactly 2**31 (product 131,072); the final sum is back inside int32 and is not the value to report."""
+    c = 8192
+    x = np.full((1, c, 5, 5), -128, dtype=np.int8)
+    w = np.full((1, c, 5, 5), -128, dtype=np.int8)
+    w[:, :, 4, :] = 127
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "w.npy", w)
+    final = 20 * c * 2**14 - 5 * c * 128 * 127
+    assert -(2**31) <= final < 2**31
+    raw = {"name": "ovf", "layer": {"op": "conv2d", "input_shape": [1, c, 5, 5], "in_channels": c, "out_channels": 1,
+                                    "kernel_size": 5, "bias": False},
+           "data": {"ifmap": {"file": "x.npy"}, "weight": {"file": "w.npy"}},
+           "hardware": {"accumulator": {"on_overflow": "error"}}}
+    config = write_cfg(tmp_path, raw)
+    code, err = _run(["run", str(config), "--out", str(tmp_path / "out"), "--no-compare"], capsys)
+    _check_one_line(code, err, ["running sum of output at [0, 0, 0, 0] reaches 2147483648,"])
+    assert str(final) not in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("call", "expect"), [
+    (lambda sim, cfg: sim.simulate("configs/x.yaml"), ["cfg", "SimConfig", "str"]),
+    (lambda sim, cfg: sim.simulate(cfg, layer=True), ["layer", "bool"]),
+    (lambda sim, cfg: sim.simulate(cfg, layer=7), ["layer index 7"]),
+    (lambda sim, cfg: sim.load_config(42), ["load_config", "int"]),
+])
+def test_api_refuses_wrong_arguments(tmp_path: Path, call: Callable[[Any, Any], Any], expect: list[str]) -> None:
+    import simulator
+    from simulator import ConvsimError
+
+    cfg = simulator.load_config(write_cfg(tmp_path, BASE))
+    with pytest.raises(ConvsimError) as info:
+        call(simulator, cfg)
+    for piece in expect:
+        assert piece in str(info.value)

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from simulator import load_config, simulate
 from simulator.cli import main
 from simulator.dump import Dumps, DumpWriter
 from simulator.errors import IntegrityError
+from simulator.heatmap import LABEL_H
 from tests.conftest import REPO, make_config, torch_reference
 
 SEED1 = REPO / "configs" / "seed_case1.yaml"
@@ -31,7 +33,7 @@ DATA = {"seed": 7, "ifmap": "random", "weight": "random", "bias": "random"}
 
 def run_seed1(tmp_path: Path, name: str = "r1") -> Path:
     out = tmp_path / name
-    assert main(["run", str(SEED1), "--out", str(out), "--golden-dir", str(tmp_path / "none")]) == 0
+    assert main(["run", str(SEED1), "--out", str(out), "--no-compare"]) == 0
     return out
 
 
@@ -226,7 +228,7 @@ def test_dump_tiles_cap_and_byte_budget_are_recorded(tmp_path):
 
 def test_no_dumps_writes_no_dumps_dir(tmp_path):
     out = tmp_path / "r"
-    assert main(["run", str(SEED1), "--out", str(out), "--golden-dir", str(tmp_path / "none"), "--no-dumps"]) == 0
+    assert main(["run", str(SEED1), "--out", str(out), "--no-compare", "--no-dumps"]) == 0
     assert not (out / "dumps").exists()
 
 
@@ -263,9 +265,15 @@ def test_listing_hex_stats_and_png(tmp_path, capsys):
     pixels = pixels.reshape(height, width, 3)
     scale = (width - 2) // 17
     assert scale >= 1 and width == 17 * scale + 2
+    top = 1 + LABEL_H  # the plane's label strip is above it
     # pixel (0, 0) of the map is border zero (white); (2, 2) is input pixel (0, 0), coloured unless it is 0
-    assert (pixels[1, 1] == 255).all()
-    assert (pixels[1 + 2 * scale, 1 + 2 * scale] == 255).all() == (ifmap[0, 0, 0, 0] == 0)
+    assert (pixels[top, 1] == 255).all()
+    assert (pixels[top + 2 * scale, 1 + 2 * scale] == 255).all() == (ifmap[0, 0, 0, 0] == 0)
+    assert (pixels[1:top, 1:-1] == 0).any()  # the label "n=0,c=0" is drawn in black
+    # the colour scale under the plane: -max blue at the left end, white in the middle, +max red at the right
+    bar = pixels[top + 17 * scale + 2]
+    assert tuple(bar[1]) == (0, 0, 255) and tuple(bar[-2]) == (255, 0, 0)  # fully saturated at |max|
+    assert (bar[width // 2] >= 200).all()
 
 
 def test_network_run_dir_names_its_layers(tmp_path, capsys):
@@ -276,3 +284,103 @@ def test_network_run_dir_names_its_layers(tmp_path, capsys):
     assert main(["inspect", str(net)]) == 2
     assert "up1" in capsys.readouterr().err
     assert main(["inspect", str(net / "up1")]) == 0
+
+
+def test_heatmap_is_capped_and_says_what_it_left_out():
+    import struct as st
+
+    from simulator.heatmap import MAX_SIDE_PX, heatmap
+
+    many = np.ones((128, 32, 4, 4), dtype=np.int8)  # 4,096 planes: a real weight tile
+    image = heatmap(many, [f"i={i},o={o}" for i in range(128) for o in range(32)])
+    width, height = st.unpack(">II", image.png[16:24])
+    assert width <= MAX_SIDE_PX and height <= MAX_SIDE_PX
+    assert 0 < image.planes_shown < image.planes_total == 4096 and image.subsample == 1
+    tall = heatmap(np.ones((1, 10_000, 3), dtype=np.int32), ["c=0"])
+    width, height = st.unpack(">II", tall.png[16:24])
+    assert height <= MAX_SIDE_PX and tall.subsample == 3 and tall.planes_shown == 1
+
+
+def test_diff_of_swell_and_phase_runs_compares_the_ofmaps(tmp_path, capsys):
+    """Swell and phase write different buffers by design; --diff says whether the outputs agree instead of
+    counting every buffer as different, and finds a changed ofmap element."""
+    raw = yaml.safe_load(SEED1.read_text())
+    raw["hardware"] = str(SEED1.parent / raw["hardware"])
+    runs = {}
+    for method in ("swell", "phase"):
+        cfg = tmp_path / f"{method}.yaml"
+        cfg.write_text(yaml.safe_dump({**raw, "engine": {"transposed_conv": method}}))
+        runs[method] = tmp_path / method
+        assert main(["run", str(cfg), "--out", str(runs[method]), "--no-compare"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(runs["swell"]), "--diff", str(runs["phase"])]) == 0
+    out = capsys.readouterr().out
+    assert "swell, 1 tile(s) vs phase, 1 tile(s)" in out and "ofmaps equal" in out and "all 225 elements" in out
+    ofmap = np.load(runs["phase"] / "ofmap.npy")
+    ofmap[0, 0, 3, 4] += 1
+    np.save(runs["phase"] / "ofmap.npy", ofmap)
+    assert main(["inspect", str(runs["swell"]), "--diff", str(runs["phase"])]) == 1
+    out = capsys.readouterr().out
+    assert "ofmaps DIFFER" in out and "1 of 225 elements differ" in out and "at [0, 0, 3, 4]" in out
+
+
+def test_stage_alone_channel_and_plane_select_what_is_shown(tmp_path, capsys):
+    """A 2 -> 3 channel transposed conv: the weight (IOHW, 2 x 3 planes) shown whole, for one output channel,
+    and one plane, each compared with the weight the simulator was given (generated from the config's seed)."""
+    cfg_path = tmp_path / "w.yaml"
+    cfg_path.write_text(yaml.safe_dump({
+        "name": "w", "layer": {"input_shape": [1, 2, 3, 3], "in_channels": 2, "out_channels": 3, "kernel_size": 2,
+                               "stride": 2}, "data": {"weight": "random"}, "hardware": {"mac_array": {"rows": 4,
+                                                                                                     "cols": 4}}}))
+    weight = simulate(load_config(cfg_path)).tensors.weight  # (I=2, O=3, 2, 2)
+    run = tmp_path / "run"
+    assert main(["run", str(cfg_path), "--out", str(run), "--no-compare"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(run), "--stage", "load"]) == 0
+    listing = capsys.readouterr().out
+    assert "load:" in listing and "swell:" not in listing and "rows oh [0, " in listing and ")" in listing
+    assert "int32" in listing and "<i4" not in listing
+    assert main(["inspect", str(run), "--stage", "load", "--buffer", "weight", "--channel", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "[i=0, o=2]" in out and "[i=1, o=2]" in out and "o=1" not in out
+    np.testing.assert_array_equal(grid_of(out)[:2], weight[0, 2])  # the first grid printed: i=0, o=2
+    assert main(["inspect", str(run), "--stage", "load", "--buffer", "weight", "--channel", "2", "--plane", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "[i=1, o=2]" in out and "[i=0, o=2]" not in out
+    np.testing.assert_array_equal(grid_of(out), weight[1, 2])
+
+
+def test_grid_and_hex_are_capped(tmp_path, capsys, monkeypatch):
+    from simulator import inspector
+
+    run = run_seed1(tmp_path)
+    monkeypatch.setattr(inspector, "MAX_PRINT_LINES", 10)
+    capsys.readouterr()
+    assert main(["inspect", str(run), "--stage", "swell", "--buffer", "ifmap_swelled"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # 1 description + 1 label + 1 column header + 17 rows = 20 lines: 10 shown, then the note
+    assert len(lines) == 11 and lines[-1].startswith("... 10 more lines of the grid not shown")
+    assert main(["inspect", str(run), "--stage", "swell", "--buffer", "ifmap_swelled", "--format", "hex"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # 289 bytes in 16-byte words: 19 data lines + 2 header lines = 21
+    assert len(lines) == 11 and lines[-1].startswith("... 11 more lines of the hex view not shown")
+
+
+def test_hex_parser_fast_path_agrees_with_the_line_parser():
+    """The numpy parser of the writer's layout and the line-by-line parser (comments, blank lines, upper-case)
+    read the same bytes; a malformed line is an integrity error either way."""
+    from simulator.dump import hex_header, hex_words, parse_hex
+    from simulator.sram import Region
+
+    rng = np.random.default_rng(3)
+    raw = rng.integers(0, 256, size=1000, dtype=np.uint8)
+    region = Region("x", "ifmap", 0x100, (1000,), "int8", "C", 16)
+    text = hex_header(region, 16, 16, "t").encode() + hex_words(raw, 16)
+    addr, fast = parse_hex(text, 1000, "t")
+    assert addr == 0x10 and np.array_equal(fast, raw)
+    lines = text.decode().splitlines()
+    odd = "\n".join([*lines[:9], "", lines[9].upper() + "  // a comment", *lines[10:]]) + "\n"
+    addr, slow = parse_hex(odd, 1000, "t")
+    assert addr == 0x10 and np.array_equal(slow, raw)
+    with pytest.raises(IntegrityError, match="digits"):
+        parse_hex(text[:-3] + b"\n", 1000, "t")

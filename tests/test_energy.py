@@ -183,10 +183,10 @@ def test_keys_override_the_preset_and_buffers_override_the_sram_cost():
 
 @pytest.mark.parametrize(("energy", "message"), [
     ({"mac_pj": 0.0001}, "hardware.energy.mac_pj: 0.0001 pJ is finer than the 0.001 pJ (1 fJ) resolution"),
-    ({"dram_pj_per_byte": -1}, "hardware.energy.dram_pj_per_byte: Input should be greater than or equal to 0"),
-    ({"preset": "horowitz7"}, "hardware.energy.preset: Input should be 'horowitz45', 'horowitz45_sized' or"),
+    ({"dram_pj_per_byte": -1}, "hardware.energy.dram_pj_per_byte: must be >= 0"),
+    ({"preset": "horowitz7"}, "hardware.energy.preset: expected 'horowitz45', 'horowitz45_sized' or"),
     ({"mac_pj": True}, "hardware.energy.mac_pj: expected a number, got True"),
-    ({"buffers": {"accum": {"read_pj_per_byte": 1}}}, "hardware.energy.buffers.accum: Input should be 'ifmap'"),
+    ({"buffers": {"accum": {"read_pj_per_byte": 1}}}, "hardware.energy.buffers.accum: expected 'ifmap'"),
     ({"mac_pJ": 1}, "hardware.energy.mac_pJ: unknown key (did you mean 'mac_pj'?)"),
 ])
 def test_bad_energy_values_are_one_line_errors_naming_the_key(energy, message):

@@ -39,10 +39,11 @@ def test_saturate_clamps_at_every_step_in_order():
     # products MAX, +5, -10: clamped after the second step, so the result is MAX - 10, not the exact MAX - 5
     weight = np.array([[1, 1, -1]], dtype=np.int64)
     cols = np.array([[MAX, 5, 10]], dtype=np.int64)
-    acc, overflowed = ordered_accumulate(weight, cols, "saturate")
+    acc, overflowed, _ = ordered_accumulate(weight, cols, "saturate")
     assert acc.tolist() == [[MAX - 10]]
-    acc, overflowed = ordered_accumulate(weight, cols, "error")
+    acc, overflowed, escaped = ordered_accumulate(weight, cols, "error")
     assert acc.tolist() == [[MAX - 5]] and overflowed.tolist() == [[True]]  # left int32 on the way
+    assert escaped.tolist() == [[MAX + 5]]  # the running sum when it left, not the final sum
 
 
 def test_bias_add_under_each_policy():

@@ -108,5 +108,5 @@ def test_compare_output_in_docs_is_current(capsys, monkeypatch):
     from simulator.methods import run_compare
 
     monkeypatch.chdir(REPO)
-    assert run_compare(Path("configs/dcgan_128_64.yaml"), Path("golden")) == 0
+    assert run_compare([Path("configs/dcgan_128_64.yaml")], Path("golden")) == 0
     assert capsys.readouterr().out.rstrip("\n") in (REPO / "docs" / "methods.md").read_text()

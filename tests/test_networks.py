@@ -41,7 +41,7 @@ def test_shipped_network_passes_and_matches_torch(name, tmp_path, capsys):
                            "--no-dumps"], capsys)
     assert code == 0, out
     assert out.count(": PASS against") == len(cfg.layers) and "FAIL" not in out
-    assert f"[{len(cfg.layers)}/{len(cfg.layers)}] layer {cfg.layers[-1].name}" in err
+    assert err == ""  # progress bars only on a terminal
     for layer in cfg.layers:  # each layer's ofmap against torch on the golden case's own inputs
         case = REPO / "golden" / name / layer.name
         ifmap, weight, bias = (np.load(case / f"{t}.npy", allow_pickle=False) for t in ("ifmap", "weight", "bias"))

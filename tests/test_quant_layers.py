@@ -201,7 +201,7 @@ def test_phase_sub_kernels_are_padded_with_the_weight_zero_point(tmp_path) -> No
     ({"weight": {"scale": [0.1, 0.2, 0.3]}}, "quant.weight.scale has 3 entries, out_channels=2"),
     ({"rounding": "tflite_double", "multiplier": [2**30]}, "multiplier and shift are given together"),
     ({"multiplier": [2**30], "shift": [0]}, "need an integer rounding profile"),
-    ({"output": {"scale": 0.0}}, "greater than 0"),
+    ({"output": {"scale": 0.0}}, "must be > 0"),
     ({"rounding": "tflite_double", "output": {"scale": 1e-12}}, "left shift"),
     ({"rounding": "single_round", "bias_float": [1.0, 2.0]}, "bias_float"),
 ])

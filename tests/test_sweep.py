@@ -110,6 +110,47 @@ def test_killed_sweep_resumes_to_the_same_table(tmp_path):
     assert (out / "results.csv").read_text() == (tmp_path / "whole" / "results.csv").read_text()
 
 
+def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
+    """SIGINT to the process group (what Ctrl-C sends: the workers get it too) mid-sweep: exit 130 with one
+    line and no traceback from the driver or a worker, no worker left behind, and --resume completes the sweep."""
+    body = ("base: {base}\ngrid:\n  hardware.mac_array.rows: [8, 16, 32, 64]\n"
+            "  engine.transposed_conv: [swell, phase]\n")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(body.format(base=REPO / "configs" / "dcgan_128_64.yaml"))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "simulator", "sweep", str(sweep), "--out", str(out), "--workers", "2", "--verify"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            cwd=tmp_path)
+    jsonl = out / "results.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(read_jsonl(jsonl)) < 2:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    done_before = len(read_jsonl(jsonl))
+    assert proc.returncode == 130, err
+    assert 0 < done_before < 8, "the sweep must be interrupted midway for this test to mean anything"
+    lines = [line for line in err.decode().splitlines() if not line.startswith(("sweep:", "point "))]
+    assert lines == ["convsim: interrupted"], err
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)  # nothing of the process group is left
+    assert main(["sweep", str(sweep), "--out", str(out), "--resume", "--workers", "2", "--verify"]) == 0
+    assert len(read_jsonl(jsonl)) == 8
+
+
+def test_resumed_sweep_prints_overrides_in_grid_order(tmp_path, capsys):
+    """results.jsonl stores overrides with sorted keys; what is printed (and pareto.txt) keeps the grid's order."""
+    sweep = _sweep_file(tmp_path, "base: {base}\ngrid:\n  hardware.mac_array.rows: [4, 8]\n"
+                                  "  engine.transposed_conv: [swell, phase]\n  hardware.mac_array.cols: [4]\n")
+    out = tmp_path / "out"
+    assert main(["sweep", str(sweep), "--out", str(out), "--workers", "1"]) == 0
+    first = capsys.readouterr().out
+    assert main(["sweep", str(sweep), "--out", str(out), "--resume", "--workers", "1"]) == 0
+    again = capsys.readouterr().out
+    assert first == again and "rows=4, transposed_conv=" in first and ", cols=4" in first
+
+
 # ------------------------------------------------------------------------------------------ energy objective
 
 
@@ -153,3 +194,13 @@ def test_sweep_fronts_in_docs_are_current(tmp_path, name, points):
     front = (tmp_path / "o" / "pareto.txt").read_text()
     assert front in (REPO / "docs" / "sweeps.md").read_text()
     assert len(front.splitlines()) == 1 + points
+
+
+def test_grid_keys_below_a_mapping_field_are_accepted(tmp_path, capsys):
+    """hardware.energy.buffers is a mapping (buffer name -> table): a key below it cannot be checked against the
+    model's fields up front, so it is accepted there and validated per point."""
+    body = "base: {base}\ngrid:\n  hardware.energy.buffers.ifmap.read_pj_per_byte: [1, 2]\n"
+    assert main(["sweep", str(_sweep_file(tmp_path, body)), "--out", str(tmp_path / "o"), "--workers", "1"]) == 0
+    body = "base: {base}\ngrid:\n  hardware.energy.buffers.accum.read_pj_per_byte: [1]\n"
+    assert main(["sweep", str(_sweep_file(tmp_path, body)), "--out", str(tmp_path / "p"), "--workers", "1"]) == 2
+    assert "accum" in capsys.readouterr().err

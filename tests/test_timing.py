@@ -306,8 +306,8 @@ MAC_KEYS = {"compute_cycles", "folds", "macs_issued", "macs_useful", "utilizatio
 
 def test_run_writes_report_and_trace(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["run", str(REPO / "configs" / "grouped_dilated_asym.yaml"), "--out", str(out), "--golden-dir",
-                 str(tmp_path / "none"), "--no-dumps", "--trace"])
+    code = main(["run", str(REPO / "configs" / "grouped_dilated_asym.yaml"), "--out", str(out), "--no-compare",
+                 "--no-dumps", "--trace"])
     assert code == 0
     printed = capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())
@@ -380,6 +380,6 @@ def test_network_report_lists_every_layer_without_golden(tmp_path):
         "  - {name: a, input_shape: [1, 2, 3, 3], in_channels: 2, out_channels: 2, kernel_size: 2, stride: 2}\n"
         "  - {name: b, op: conv2d, input_shape: [1, 2, 6, 6], in_channels: 2, out_channels: 1, kernel_size: 3}\n")
     out = tmp_path / "run"
-    assert main(["run", str(config), "--out", str(out), "--golden-dir", str(tmp_path / "none"), "--no-dumps"]) == 0
+    assert main(["run", str(config), "--out", str(out), "--no-compare", "--no-dumps"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert [layer["layer"] for layer in report["layers"]] == ["a", "b"]

@@ -28,6 +28,7 @@ from simulator.data import LayerTensors, make_tensors
 from simulator.errors import ConvsimError, IntegrityError
 from simulator.files import atomic_directory, npy_bytes, sha256_bytes, sha256_file
 from simulator.fixedpoint import INT32_MAX, INT32_MIN, OverflowPolicy, narrow_to_int32, reduction_is_order_free
+from simulator.inputs import MAX_JSON_BYTES, read_bytes, read_npy
 
 GENERATOR_VERSION = "2"
 TENSORS = {"ifmap": ("int8", "NCHW"), "weight": ("int8", "torch"), "bias": ("int32", "C"), "ofmap": ("int32", "NCHW")}
@@ -37,7 +38,10 @@ QUANT_TENSORS = {**TENSORS, "acc": ("int32", "NCHW"), "ofmap": ("int8", "NCHW")}
 VERSION_KEYS = ("torch_version", "numpy_version")
 MANIFEST = "manifest.json"
 LAYER_DEFAULTS_NOT_RECORDED: dict[str, Any] = {"quant": None, "input": "data", "data": None}
+MAX_GOLDEN_NPY_BYTES = 1 << 30
+MAX_REFERENCE_BYTES = 1 << 30  # torch's int64 reference: keeps `convsim golden` within ~1.5 GB
 _HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+HEX_CHUNK = 1 << 20  # elements per step of readmemh_bytes
 
 
 def reference(layer: LayerConfig, tensors: LayerTensors, policy: OverflowPolicy) -> np.ndarray:
@@ -51,6 +55,7 @@ def reference(layer: LayerConfig, tensors: LayerTensors, policy: OverflowPolicy)
                                       layer.dilation)
         return F.conv2d(x, w, None, layer.stride, layer.padding, layer.dilation, layer.groups)
 
+    check_reference_fits(layer)
     x = torch.from_numpy(tensors.ifmap.astype(np.int64))
     w = torch.from_numpy(tensors.weight.astype(np.int64))
     y = conv(x, w)
@@ -68,6 +73,26 @@ def reference(layer: LayerConfig, tensors: LayerTensors, policy: OverflowPolicy)
     psum = narrow_to_int32(y.numpy(), policy, what="golden psum")
     wide = psum.astype(np.int64) + tensors.bias.astype(np.int64)[None, :, None, None]
     return narrow_to_int32(wide, policy, what="golden output (psum + bias)")
+
+
+def reference_bytes(layer: LayerConfig) -> int:
+    """What torch's int64 convolution holds at once: the int64 ifmap, weight and ofmap, and its im2col columns
+    (conv2d: C_in * kh * kw rows by OH * OW; conv_transpose2d: C_out * kh * kw rows by H * W), 8 bytes each."""
+    n, c, h, w = layer.input_shape
+    kh, kw = layer.kernel_size
+    oh, ow = layer.output_hw
+    columns = (c * oh * ow if not layer.is_transposed else layer.out_channels * h * w) * kh * kw
+    elements = n * c * h * w + int(np.prod(layer.weight_shape)) + n * layer.out_channels * oh * ow
+    return 8 * (columns + 2 * elements)
+
+
+def check_reference_fits(layer: LayerConfig) -> None:
+    """Refuse (one line) a layer whose torch reference would need more than MAX_REFERENCE_BYTES."""
+    need = reference_bytes(layer)
+    if need > MAX_REFERENCE_BYTES:
+        raise ConvsimError(f"golden: torch's int64 reference of layer {layer.name!r} would hold about {need:,} bytes "
+                           f"(its im2col columns and int64 tensors), more than the {MAX_REFERENCE_BYTES:,} it may "
+                           "use; make the layer smaller for a golden case")
 
 
 @dataclass(frozen=True)
@@ -96,12 +121,14 @@ def readmemh_bytes(array: np.ndarray, name: str, axes: list[str]) -> bytes:
     hex, zero-padded to 2 digits per byte (int8 -> 2 digits, int32 -> 8 digits)."""
     flat = np.ascontiguousarray(array).reshape(-1)
     digits = 2 * flat.dtype.itemsize
-    bits = flat.view(f"u{flat.dtype.itemsize}").astype(np.uint64)  # same bits read unsigned: two's complement
-    # (n,) -> (n, digits) nibbles, most significant first -> ASCII digits + '\n' per row
-    nibbles = (bits[:, None] >> (4 * np.arange(digits - 1, -1, -1, dtype=np.uint64))) & np.uint64(0xF)
+    shifts = 4 * np.arange(digits - 1, -1, -1, dtype=np.uint64)
     text = np.empty((flat.size, digits + 1), dtype=np.uint8)
-    text[:, :digits] = _HEX_DIGITS[nibbles]
     text[:, digits] = ord("\n")
+    for start in range(0, flat.size, HEX_CHUNK):  # in chunks: the nibble array is 8 bytes per hex digit
+        part = flat[start:start + HEX_CHUNK]
+        bits = part.view(f"u{flat.dtype.itemsize}").astype(np.uint64)  # same bits read unsigned: two's complement
+        # (n,) -> (n, digits) nibbles, most significant first -> ASCII digits
+        text[start:start + part.size, :digits] = _HEX_DIGITS[(bits[:, None] >> shifts) & np.uint64(0xF)]
     header = (f"// convsim golden {name}: shape {list(array.shape)} ({', '.join(axes)}), dtype {array.dtype}\n"
               f"// elements: {array.size}, one per line, C order (last axis fastest), "
               f"two's complement, {digits} hex digits\n")
@@ -187,8 +214,8 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
     if not path.is_file():
         raise IntegrityError(f"golden case {directory}: {MANIFEST} missing (regenerate with `convsim golden`)")
     try:
-        manifest = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        manifest = json.loads(read_bytes(path, "golden file", MAX_JSON_BYTES))
+    except (ValueError, RecursionError):
         raise IntegrityError(f"golden file {path}: not valid JSON (corrupt or edited)") from None
     ok = (isinstance(manifest, dict) and isinstance(manifest.get("tensors"), dict)
           and isinstance(manifest.get("files", {}), dict)
@@ -225,9 +252,9 @@ def load_case(directory: Path) -> GoldenCase | None:
     for name, (dtype, _) in kinds.items():
         entry, path = manifest["tensors"][name], directory / f"{name}.npy"
         try:
-            arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError):
-            raise IntegrityError(f"golden file {path}: not a valid .npy file") from None
+            arr = read_npy(path, "golden file", MAX_GOLDEN_NPY_BYTES)
+        except ConvsimError as exc:
+            raise IntegrityError(str(exc)) from None
         if str(arr.dtype) != dtype or list(arr.shape) != entry.get("shape"):
             raise IntegrityError(f"golden file {path}: {arr.dtype}{list(arr.shape)}, manifest says "
                                  f"{dtype}{entry.get('shape')}")

@@ -1,13 +1,15 @@
 """``convsim from-torch``: a network config from the convolutions a PyTorch model actually runs.
 
-Models no hardware. It imports the user's model (``path/to/file.py:callable`` or ``package.module:callable``),
-runs one forward pass in eval mode under ``torch.no_grad`` on a random input of the given shape with a forward
-hook on every convolution module, and records each ``Conv2d`` / ``ConvTranspose2d`` call in call order with the
-input shape it really saw and all of its arguments. A module called twice (shared weights) becomes two layers.
+Models no hardware. It imports the user's model (``path/to/file.py:callable`` or ``package.module:callable``;
+importing **executes** that code, so run it only on code you trust), runs one forward pass in eval mode under
+``torch.no_grad`` on a random input of the given shape with a forward hook on every convolution module, and
+records each ``Conv2d`` / ``ConvTranspose2d`` call in call order with the input shape it really saw and all of
+its arguments. A module called twice (shared weights) becomes two layers.
 
 What it ignores: the model's weights and activations (the config asks for ``random`` int8 data, so the golden
 case is exact int8 arithmetic, not the float model), functional calls (``F.conv_transpose2d``) that no module
-hook sees, and everything between convolutions. Convolutions the engine cannot run (1-d/3-d ones, ``padding=
+hook sees, and everything between convolutions (the other modules that ran, such as BatchNorm, activations
+and upsampling, are listed by name as ignored). Convolutions the engine cannot run (1-d/3-d ones, ``padding=
 'same'`` that torch pads asymmetrically, a layer whose single output row does not fit the SRAM, ...) are listed
 on stdout and in a comment of the written config, never silently dropped; ``padding_mode`` other than ``zeros``
 is an error, because running that layer with zero padding would give a different network.
@@ -34,11 +36,12 @@ from pydantic import ValidationError
 
 from simulator.config import HardwareConfig, LayerConfig, config_from_mapping, format_validation_error
 from simulator.errors import ConvsimError
-from simulator.files import atomic_write_text
+from simulator.files import atomic_write_text, check_writable_dir
 from simulator.tiling import method_for, plan_tiles
 
 DATA = {"seed": 0, "ifmap": "random", "weight": "random", "bias": "random"}
 HARDWARE_FILE = "hw/default.yaml"
+MAX_INPUT_ELEMENTS = 1 << 24  # the random input of the forward pass: 64 MiB of float32
 LAYER_KEYS = ("name", "op", "input_shape", "in_channels", "out_channels", "kernel_size", "stride", "padding",
               "output_padding", "dilation", "groups", "bias")
 
@@ -56,6 +59,7 @@ class Skipped:
 class Captured:
     layers: tuple[dict[str, Any], ...]
     skipped: tuple[Skipped, ...]
+    ignored: tuple[str, ...] = ()  # other leaf modules that ran (BatchNorm, activations, upsampling): "name (Type)"
 
 
 # -------------------------------------------------------------------------------------------------- arguments
@@ -67,6 +71,9 @@ def parse_input_shape(text: str) -> tuple[int, int, int, int]:
     if len(parts) != 4 or not all(re.fullmatch(r"[0-9]+", p) for p in parts) or any(int(p) < 1 for p in parts):
         raise ConvsimError(f"--input-shape {text!r}: expected four positive integers N,C,H,W (e.g. 1,100,1,1)")
     n, c, h, w = (int(p) for p in parts)
+    if n * c * h * w > MAX_INPUT_ELEMENTS:
+        raise ConvsimError(f"--input-shape {text!r}: {n * c * h * w:,} elements, more than the "
+                           f"{MAX_INPUT_ELEMENTS:,} a capture accepts (it is one forward pass of the float model)")
     return n, c, h, w
 
 
@@ -98,6 +105,8 @@ def _load_target(target: str) -> Any:
         sys.path.insert(0, str(path.resolve().parent))  # so the model file can import its neighbours
         try:
             spec.loader.exec_module(module)
+        except SystemExit as exc:
+            raise ConvsimError(f"target {target!r}: importing {where} called sys.exit({exc.code!r})") from None
         except Exception as exc:
             raise ConvsimError(f"target {target!r}: importing {where} raised {_one_line(exc)}") from None
         finally:
@@ -106,6 +115,8 @@ def _load_target(target: str) -> Any:
     else:
         try:
             module = importlib.import_module(where)
+        except SystemExit as exc:
+            raise ConvsimError(f"target {target!r}: importing {where} called sys.exit({exc.code!r})") from None
         except Exception as exc:
             raise ConvsimError(f"target {target!r}: cannot import module {where} ({_one_line(exc)})") from None
     obj: Any = module
@@ -131,11 +142,22 @@ def load_model(target: str) -> Any:
             raise ConvsimError(f"target {target!r}: {type(obj).__name__} is not callable")
         try:
             obj = obj()
+        except SystemExit as exc:
+            raise ConvsimError(f"target {target!r}: calling it called sys.exit({exc.code!r})") from None
         except Exception as exc:
             raise ConvsimError(f"target {target!r}: calling it raised {_one_line(exc)}") from None
     if not isinstance(obj, torch.nn.Module):
         raise ConvsimError(f"target {target!r}: returned {type(obj).__name__}, expected a torch.nn.Module")
     return obj
+
+
+def _check_out(path: Path, force: bool) -> None:
+    """Before running the model: ``--out`` must be a new file (or ``--force``) in a writable directory."""
+    if path.is_dir():
+        raise ConvsimError(f"--out {path}: is a directory, expected a config file name")
+    if path.exists() and not force:
+        raise ConvsimError(f"--out {path}: exists; pass --force to overwrite it, or choose another --name/--out")
+    check_writable_dir(path.parent, "--out")
 
 
 # ---------------------------------------------------------------------------------------------------- capture
@@ -195,8 +217,15 @@ def capture(model: Any, input_shape: tuple[int, int, int, int]) -> Captured:
     def hook(module: Any, inputs: tuple[Any, ...], output: Any) -> None:
         calls.append((module, tuple(inputs[0].shape), tuple(getattr(output, "shape", ()))))
 
+    ran: dict[int, str] = {}
+
+    def other(module: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        ran.setdefault(id(module), f"{names.get(id(module)) or type(module).__name__} ({type(module).__name__})")
+
     conv_types = (torch.nn.modules.conv._ConvNd,)
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, conv_types)]
+    handles += [m.register_forward_hook(other) for m in model.modules()
+                if not isinstance(m, conv_types) and not any(True for _ in m.children())]
     params = [p for p in model.parameters() if p.is_floating_point()]
     dtype = params[0].dtype if params else torch.float32
     generator = torch.Generator().manual_seed(0)
@@ -207,6 +236,8 @@ def capture(model: Any, input_shape: tuple[int, int, int, int]) -> Captured:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the model's own warnings are not about the capture
             model(x)
+    except SystemExit as exc:
+        raise ConvsimError(f"forward pass on input {list(input_shape)} called sys.exit({exc.code!r})") from None
     except Exception as exc:
         raise ConvsimError(f"forward pass on input {list(input_shape)} raised {_one_line(exc)}") from None
     finally:
@@ -239,7 +270,7 @@ def capture(model: Any, input_shape: tuple[int, int, int, int]) -> Captured:
             skipped.append(Skipped(name, kind, str(exc)))
             continue
         layers.append(result)
-    return Captured(tuple(layers), tuple(skipped))
+    return Captured(tuple(layers), tuple(skipped), tuple(ran.values()))
 
 
 # ------------------------------------------------------------------------------------------------------ write
@@ -266,6 +297,8 @@ def render_config(name: str, target: str, input_shape: tuple[int, ...], captured
     if captured.skipped:
         lines.append(f"# NOT included, the engine cannot run them ({len(captured.skipped)}):")
         lines += [f"#   {s.name} ({s.module}): {s.reason}" for s in captured.skipped]
+    if captured.ignored:
+        lines.append(f"# Ignored, not convolutions ({len(captured.ignored)}): " + ", ".join(captured.ignored))
     lines += [f"name: {name}", "layers:"]
     for layer in captured.layers:
         items = [f"{k}: {_flow(layer[k])}" for k in LAYER_KEYS]
@@ -283,8 +316,31 @@ def render_config(name: str, target: str, input_shape: tuple[int, ...], captured
     return "\n".join(lines) + "\n"
 
 
-def from_torch(target: str, input_shape_text: str, name: str | None, out: str | None, quantize: bool = False,
-               calibration: str | None = None) -> tuple[Path, Any]:
+def report_lines(path: Path, captured: Any) -> list[str]:
+    """What ``from-torch`` prints: each captured layer, each convolution left out and why, the other modules that
+    ran and are not part of the config (by name), and a summary line. A quantized model's chained int8 network:
+    each layer with its chain input and activation, and every operation convsim does not run."""
+    if hasattr(captured, "unsupported"):  # from_torch_quantized.QuantCaptured
+        lines = [f"  {layer['name']}: {layer['op']} {layer['input_shape']} -> {layer['out_channels']} channels, "
+                 f"input {layer['input']}, activation {layer['quant']['activation']}, weight scale "
+                 f"{'per channel' if isinstance(layer['quant']['weight']['scale'], list) else 'per tensor'}"
+                 for layer in captured.layers]
+        lines += [f"  NOT RUN {op_name} ({kind}): {what}" for op_name, kind, what in captured.unsupported]
+        lines.append(f"wrote {path}: {len(captured.layers)} int8 layer(s), {len(captured.unsupported)} "
+                     "operation(s) not run")
+        return lines
+    lines = [f"  {layer['name']}: {layer['op']} {layer['input_shape']} -> {layer['out_channels']} channels, "
+             f"k{layer['kernel_size']} s{layer['stride']} p{layer['padding']}" for layer in captured.layers]
+    lines += [f"  NOT INCLUDED {s.name} ({s.module}): {s.reason}" for s in captured.skipped]
+    if captured.ignored:
+        lines.append(f"  ignored, not convolutions ({len(captured.ignored)}): " + ", ".join(captured.ignored))
+    lines.append(f"wrote {path}: {len(captured.layers)} layer(s), {len(captured.skipped)} convolution(s) not "
+                 f"included, {len(captured.ignored)} other module(s) ignored")
+    return lines
+
+
+def from_torch(target: str, input_shape_text: str, name: str | None, out: str | None, force: bool = False,
+               quantize: bool = False, calibration: str | None = None) -> tuple[Path, Any]:
     """Capture the model's convolutions and write the network config; returns its path and what was captured.
 
     A torch.ao quantized model (or a float one with ``quantize``) gives a chained int8 network instead
@@ -294,6 +350,9 @@ def from_torch(target: str, input_shape_text: str, name: str | None, out: str | 
         raise ConvsimError(f"--name {name!r}: use letters, digits, '_' and '-' only")
     if calibration is not None and not quantize:
         raise ConvsimError("--calibration needs --quantize (it is the calibration data of the quantization)")
+    config_name = name or layer_name(target.rpartition(":")[2].split(".")[-1], set())
+    path = Path(out) if out else Path("configs") / f"{config_name}.yaml"
+    _check_out(path, force)
     model = load_model(target)
     from simulator.golden import from_torch_quantized as fq
 
@@ -302,8 +361,6 @@ def from_torch(target: str, input_shape_text: str, name: str | None, out: str | 
     if quantize or fq.is_quantized(model):
         if quantize:
             model = fq.quantize_model(model, input_shape, calibration)
-        config_name = name or layer_name(target.rpartition(":")[2].split(".")[-1], set())
-        path = Path(out) if out else Path("configs") / f"{config_name}.yaml"
         hw: str | dict[str, Any] = HARDWARE_FILE if (path.parent / HARDWARE_FILE).is_file() else \
             HardwareConfig().model_dump(mode="json")
         return fq.write_quantized(model, target, input_shape, config_name, path, hw)
@@ -311,8 +368,6 @@ def from_torch(target: str, input_shape_text: str, name: str | None, out: str | 
     if not captured.layers:
         listed = "; ".join(f"{s.name}: {s.reason}" for s in captured.skipped) or "none was called"
         raise ConvsimError(f"target {target!r}: no Conv2d/ConvTranspose2d the engine can run ({listed})")
-    config_name = name or layer_name(target.rpartition(":")[2].split(".")[-1], set())
-    path = Path(out) if out else Path("configs") / f"{config_name}.yaml"
     hardware: str | dict[str, Any] = HARDWARE_FILE
     if not (path.parent / HARDWARE_FILE).is_file():
         hardware = HardwareConfig().model_dump(mode="json")

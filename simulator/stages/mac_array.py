@@ -329,6 +329,7 @@ def conv_i8_i32(x: np.ndarray, weight: np.ndarray, groups: int, stride: Pair, di
     w = w.reshape(groups, m // groups, k)
     out = np.empty((groups, m // groups, oh * ow), dtype=np.int64)
     overflowed = np.zeros(out.shape, dtype=bool)
+    escaped = np.zeros(out.shape, dtype=np.int64)  # running sum when it first left int32 (where overflowed)
     rows_per_chunk = max(1, COLS_BUDGET_ELEMENTS // max(1, ow * k * groups))
     for r0 in range(0, oh, rows_per_chunk):
         r1 = min(oh, r0 + rows_per_chunk)
@@ -336,12 +337,13 @@ def conv_i8_i32(x: np.ndarray, weight: np.ndarray, groups: int, stride: Pair, di
         span = slice(r0 * ow, r1 * ow)
         if in_order:
             for g in range(groups):
-                out[g, :, span], overflowed[g, :, span] = ordered_accumulate(w[g], cols[g], policy)
+                out[g, :, span], overflowed[g, :, span], escaped[g, :, span] = ordered_accumulate(w[g], cols[g],
+                                                                                                   policy)
         elif groups == 1:
             out[0, :, span] = w[0] @ cols[0].T  # 2-D: numpy's stacked matmul does not use BLAS; exact below 2**53
         else:
             out[:, :, span] = np.matmul(w, cols.transpose(0, 2, 1))  # exact: integers below 2**53
-    raise_overflow(overflowed.reshape(m, oh, ow), out.reshape(m, oh, ow), "running sum of output", origin, scale)
+    raise_overflow(overflowed.reshape(m, oh, ow), escaped.reshape(m, oh, ow), "running sum of output", origin, scale)
     return narrow_to_int32(out.reshape(m, oh, ow), policy, what=what, origin=origin, scale=scale)
 
 
