@@ -72,7 +72,11 @@ REFERENCE = [
     "configs/dcgan_128_64.yaml",
     "configs/unet_up_128_64.yaml",
     "benchmarks/configs/scale_256_128_64.yaml",  # the large layer (~2.1 GMAC useful, 8.6 GMAC swelled)
+    "benchmarks/configs/ct_512_256_64.yaml",  # issue 15: refused before (~8.6 GMAC useful, 34 GMAC swelled)
+    "benchmarks/configs/ct_512_256_64_64k.yaml",  # the same on 64 KiB buffers: input-channel and width tiles
 ]
+LARGE = ("benchmarks/configs/scale_256_128_64.yaml", "benchmarks/configs/scale_256_128_32_n4.yaml",
+         "benchmarks/configs/ct_512_256_64.yaml", "benchmarks/configs/ct_512_256_64_64k.yaml")  # left out by --quick
 SCALING = [f"benchmarks/configs/scale_256_128_{h}.yaml" for h in ("16", "32", "64", "32_n4")]
 # (from, to, what grows): the ~4x-MACs steps the linear-scaling target is checked on
 SCALING_STEPS = [("scale_256_128_16", "scale_256_128_32", "map 16->32"),
@@ -85,6 +89,7 @@ TARGET_SEED_MS = 5.0
 TARGET_RUN_S = 1.0
 TARGET_RSS_MB = 300.0
 TARGET_SCALING = 4.4  # "<= ~4x" time per 4x MACs, with 10 % for "~"
+TARGET_PLAN_MS = 50.0  # the tile planner's search, per shipped layer and method
 
 
 # ------------------------------------------------------------------------------------------------ measurement
@@ -296,6 +301,28 @@ def whole_process(repeats: int) -> dict[str, Any]:
     }
 
 
+def planner_times(repeats: int) -> list[dict[str, Any]]:
+    """Wall time of the tile planner (:func:`simulator.pipeline.plan_for`: candidates, the objective, the chosen
+    plan in full) for every layer of every shipped config and both methods: median of ``repeats`` runs."""
+    from simulator.pipeline import plan_for
+
+    out = []
+    for path in sorted([*(ROOT / "configs").glob("*.yaml"), *(ROOT / "benchmarks" / "configs").glob("*.yaml")]):
+        cfg = load_config(path)
+        for layer in cfg.layers:
+            for method in METHODS:
+                times = []
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    plan = plan_for(layer, cfg.hardware, method)
+                    times.append((time.perf_counter() - t0) * 1e3)
+                ms = statistics.median(times)
+                out.append({"config": str(path.relative_to(ROOT)), "layer": layer.name, "method": method,
+                            "plan_ms": ms, "tiles": len(plan.tiles), "tile_shape": plan.shape(),
+                            "ok": ms <= TARGET_PLAN_MS})
+    return out
+
+
 def machine() -> dict[str, Any]:
     import torch
 
@@ -407,7 +434,7 @@ def main() -> int:
 
     torch.set_num_threads(THREADS)
     load_before = os.getloadavg()
-    large = ("benchmarks/configs/scale_256_128_64.yaml", "benchmarks/configs/scale_256_128_32_n4.yaml")  # ~2 GMAC
+    large = LARGE
     configs = [c for c in REFERENCE if not (args.quick and c in large)]
     scaling_configs = [c for c in SCALING if not (args.quick and c in large)]
     rows: dict[str, list[dict[str, Any]]] = {}
@@ -422,18 +449,23 @@ def main() -> int:
     series, series_rounds = scaling_series(scaling_configs, max(5, min(repeats, 7)))
     series.sort(key=lambda r: METHODS.index(r["method"]))
     process = whole_process(repeats)
+    planning = planner_times(5)
     steps = scaling_steps(series, series_rounds)
     results = {"command": " ".join(["python", "benchmarks/bench.py", *sys.argv[1:]]), "machine": machine(),
                "repeats": repeats, "threads": THREADS, "scaling_steps": steps,
                "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-               "reference": reference, "scaling": series, "process": process,
+               "reference": reference, "scaling": series, "process": process, "planner": planning,
                "all_targets_met": all(r["ok"] for r in reference) and process["seed_case1_run_ok"]
+               and all(p["ok"] for p in planning)
                and all(step["ok"] for step in steps)
                and process["unet_run_rss_ok"] and not process["torch_imported_on_run_path"]}
     print(table(reference))
     print()
     print(scaling_table(series, steps))
     print()
+    slowest = max(planning, key=lambda p: p["plan_ms"])
+    print(f"tile planner, {len(planning)} shipped layer x method: slowest {slowest['plan_ms']:.1f} ms "
+          f"({slowest['config']} {slowest['layer']} {slowest['method']}; target <= {TARGET_PLAN_MS:g} ms)")
     print(f"convsim run seed_case1 --no-dumps, whole process: {process['seed_case1_run_s'] * 1e3:.0f} ms "
           f"(target <= {TARGET_RUN_S:g} s; torch imported: {process['torch_imported_on_run_path']})")
     print(f"convsim run unet_up_128_64 --no-dumps, peak RSS: {process['unet_run_peak_rss_mb']:.0f} MB "

@@ -7,9 +7,9 @@ a number (the one command, also in docs/contributing.md)::
     .venv/bin/cog -r -D regen=1 -I docs README.md docs/*.md configs/dcgan_generator.yaml
 
 ``tests/test_docs.py`` runs the same with ``--check`` and fails when any quoted output differs from what the code
-prints. Commands run in process (``simulator.cli.main``), in a scratch directory where ``configs/``, ``golden/``
-and ``docs/examples/`` are links to the repository's, so relative paths read as the docs write them and nothing is
-written into the repository. Generation is deterministic: no timings, no absolute paths, fixed seeds.
+prints. Commands run in process (``simulator.cli.main``), in a scratch directory where ``configs/``, ``golden/``,
+``docs/examples/`` and ``tests/user_rtl/`` are links to the repository's, so relative paths read as the docs write
+them and nothing is written into the repository. Generation is deterministic: no timings, no absolute paths, fixed seeds.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ def workspace() -> Path:
             (root / name).symlink_to(REPO / name)
         (root / "docs").mkdir()
         (root / "docs" / "examples").symlink_to(REPO / "docs" / "examples")
+        (root / "tests").mkdir()
+        (root / "tests" / "user_rtl").symlink_to(REPO / "tests" / "user_rtl")  # docs/rtl.md: convsim cosim --rtl-dir
         _WORKSPACE.append(root)
     return _WORKSPACE[0]
 

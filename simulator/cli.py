@@ -87,6 +87,13 @@ def _cmd_from_torch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_cosim(args: argparse.Namespace) -> int:
+    from simulator.cosim import run_cosim
+
+    return run_cosim(Path(args.config), stage=args.stage, tiles=args.tiles, wave=_path(args.wave), out=_path(args.out),
+                     method=args.method, layer=args.layer, rtl=_path(args.rtl_dir))
+
+
 def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
 
@@ -205,6 +212,26 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--png", default=None, metavar="FILE", help="save a heatmap of the buffer")
     inspect.add_argument("--diff", default=None, metavar="OTHER_DIR", help="compare with another run's dumps")
     inspect.set_defaults(handler=_cmd_inspect)
+
+    cosim = command("cosim", "run a layer's tiles on the shipped RTL under Icarus Verilog and compare",
+                    "Simulate CONFIG with per-stage dumps, load each RTL unit's input from the dumps with $readmemh, "
+                    "run the Verilog in rtl/ (or --rtl-dir) under Icarus Verilog through cocotb, and compare its "
+                    "output with the next stage's dump and its busy cycles with the stage's cost function, tile by "
+                    "tile (docs/rtl.md). Needs Icarus Verilog (apt-get install -y iverilog).")
+    cosim.add_argument("config", metavar="CONFIG", help="config YAML file")
+    cosim.add_argument("--stage", choices=("swell", "mac_array", "all"), default="all",
+                       help="the RTL unit to check (all: both; a stage the method lacks is SKIPPED)")
+    cosim.add_argument("--tiles", type=int, default=None, metavar="N",
+                       help="check the first N tiles only (default: every tile the dumps hold)")
+    cosim.add_argument("--wave", default=None, metavar="FILE.vcd", help="write a VCD of the RTL run (GTKWave)")
+    cosim.add_argument("--out", default=None, metavar="DIR",
+                       help="work directory: dumps, RTL outputs, simulator log (default: runs/<name>/cosim/)")
+    cosim.add_argument("--method", choices=("swell", "phase"), default=None,
+                       help="override engine.transposed_conv (default: the config's)")
+    cosim.add_argument("--layer", default=None, help="the layer of a network config")
+    cosim.add_argument("--rtl-dir", default=None, metavar="DIR",
+                       help="your Verilog: its modules replace the shipped ones of rtl/ by name (docs/rtl.md)")
+    cosim.set_defaults(handler=_cmd_cosim)
     return parser
 
 

@@ -269,13 +269,15 @@ class DumpWriter:
                         os.replace(f, self.tmp / stage / f.name)
                     (self.tmp / rel).rmdir()
                 entries.append({"tile": t, "dir": rel if tiled else stage, "n": tile.n, "oh": list(tile.oh),
-                                "oc": list(tile.oc), **rec})
+                                "ow": list(tile.ow), "oc": list(tile.oc), "ic": list(tile.ic),
+                                "ic_slice": [tile.ic_slice, tile.ic_slices], **rec})
             stages.append({"name": stage, "dir": stage, "skipped": all(e["skipped"] for e in entries),
                            "tiles": entries})
         index = {
             "format": FORMAT,
             "layer": result.layer.name,
             "method": result.plan.method,
+            "tile_shape": result.plan.shape(),
             "num_tiles": len(result.plan.tiles),
             "tiled": tiled,
             "policy": {"max_tiles": self.max_tiles,

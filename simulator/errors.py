@@ -21,4 +21,8 @@ class IntegrityError(ConvsimError):
 
 
 class AccumulatorOverflowError(ConvsimError):
-    """An int32 accumulation left range under the `error` overflow policy."""
+    """An int32 accumulation left range under the `error` overflow policy; ``coord`` is the output named."""
+
+    def __init__(self, message: str, coord: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.coord = coord

@@ -9,7 +9,9 @@ Policies (``hardware.accumulator.on_overflow``):
 - ``saturate``: clamp to [-2**31, 2**31 - 1] after **every** addition, in the hardware accumulation order: the
   K products of one output in (kernel row, kernel column, input channel) order of the conv weight the MAC array
   executes (zero products from inserted zeros leave a clamped accumulator unchanged, so both transposed-conv
-  methods give the same result). Bias is added once more, with a clamp, at write-back.
+  methods give the same result). With the input channels in slices the order is within a slice, then across
+  slices (a slice continues from the psum the previous one left). Bias is added once more, with a clamp, at
+  write-back.
 - ``error``: raise :class:`AccumulatorOverflowError` naming the first output (in NCHW order) whose running sum
   leaves int32.
 
@@ -58,8 +60,7 @@ def raise_overflow(mask: np.ndarray, values: np.ndarray, what: str, origin: Coor
     coord = _global(local, origin, scale) if origin else list(local)
     raise AccumulatorOverflowError(
         f"accumulator overflow (on_overflow=error): {what} at {coord} reaches {int(values[local])}, "
-        f"outside int32 [{INT32_MIN}, {INT32_MAX}]"
-    )
+        f"outside int32 [{INT32_MIN}, {INT32_MAX}]", tuple(coord))
 
 
 def narrow_to_int32(values: np.ndarray, policy: OverflowPolicy, what: str = "value",
@@ -113,18 +114,19 @@ def _compose_saturating(prods: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     return b[..., 0], lo[..., 0], hi[..., 0]
 
 
-def ordered_accumulate(weight_rows: np.ndarray, cols: np.ndarray, policy: OverflowPolicy) -> tuple[
-        np.ndarray, np.ndarray, np.ndarray]:
+def ordered_accumulate(weight_rows: np.ndarray, cols: np.ndarray, policy: OverflowPolicy,
+                       initial: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """In-order int32 accumulation of ``weight_rows @ cols.T`` for one group: the exact, order-aware path.
 
     weight_rows: (M, K) int64, cols: (E, K) int64 -> ((M, E) accumulator contents, (M, E) mask of outputs whose
     running sum left int32 at some step, (M, E) the running sum at the first step that left int32, meaningful
     where the mask is set). Under ``saturate`` the accumulator clamps at every step (computed by composing the
     clamp steps, see :func:`_compose_saturating`); under ``error`` it keeps the exact sum and the mask says which
-    outputs' prefix sums left int32 on the way. Blocks of K are processed in order.
+    outputs' prefix sums left int32 on the way. Blocks of K are processed in order. ``initial`` (M, E) is the
+    accumulator to continue from (a previous input-channel slice's psums; default zero).
     """
     m, e, k = weight_rows.shape[0], cols.shape[0], weight_rows.shape[1]
-    acc = np.zeros((m, e), dtype=np.int64)
+    acc = np.zeros((m, e), dtype=np.int64) if initial is None else initial.astype(np.int64)
     overflowed = np.zeros(acc.shape, dtype=bool)
     escaped = np.zeros(acc.shape, dtype=np.int64)
     block = max(1, min(k, ORDERED_BUDGET_ELEMENTS // max(1, m * e)))

@@ -100,8 +100,9 @@ def useful_taps(layer: LayerConfig, out_lo: int, out_hi: int, axis: int) -> int:
     return total
 
 
-def useful_macs(layer: LayerConfig, oh_lo: int, oh_hi: int, oc_count: int, n_images: int = 1) -> int:
-    """Real MACs (ifmap operand a real input pixel) for output rows [oh_lo, oh_hi), ``oc_count`` channels."""
-    ow = layer.output_hw[1]
-    cin_g = layer.in_channels // layer.groups
-    return n_images * oc_count * cin_g * useful_taps(layer, oh_lo, oh_hi, 0) * useful_taps(layer, 0, ow, 1)
+def useful_macs(layer: LayerConfig, oh: tuple[int, int], ow: tuple[int, int], oc_count: int,
+                ic_per_group: int | None = None, n_images: int = 1) -> int:
+    """Real MACs (ifmap operand a real input pixel) for output rows ``oh`` and columns ``ow``, ``oc_count``
+    channels, over ``ic_per_group`` input channels of their group (default: all of them)."""
+    cin_g = layer.in_channels // layer.groups if ic_per_group is None else ic_per_group
+    return n_images * oc_count * cin_g * useful_taps(layer, *oh, 0) * useful_taps(layer, *ow, 1)

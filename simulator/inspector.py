@@ -118,7 +118,11 @@ def listing(dumps: Dumps, only_stage: str | None = None) -> str:
             continue
         lines.append(f"{s['name']}:")
         for t in s["tiles"]:
-            where = f"tile {t['tile']} (n {t['n']}, rows oh {half_open(t['oh'])}, channels oc {half_open(t['oc'])})"
+            where = f"tile {t['tile']} (n {t['n']}, rows oh {half_open(t['oh'])}, channels oc {half_open(t['oc'])}"
+            if "ow" in t:  # column range and input-channel slice (dumps since issue 15)
+                where += (f", columns ow {half_open(t['ow'])}, input channels ic {half_open(t['ic'])}, slice "
+                          f"{t['ic_slice'][0] + 1} of {t['ic_slice'][1]}")
+            where += ")"
             if t["skipped"]:
                 lines.append(f"  {where}: skipped")
                 continue

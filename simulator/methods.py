@@ -23,13 +23,14 @@ from simulator.config import HardwareConfig, LayerConfig, SimConfig, load_config
 from simulator.data import LayerTensors, make_tensors
 from simulator.energy import ACTIONS, fmt_nj
 from simulator.golden import load_case
+from simulator.mapping.base import IFMAP, IFMAP_SWELLED
 from simulator.pipeline import STAGE_NAMES, SimResult, simulate_layer
 from simulator.runner import layer_dirs
 from simulator.verdicts import Verdict
 
 EXIT_OK, EXIT_MISMATCH = 0, 1
 METHODS: tuple[Literal["swell", "phase"], ...] = ("swell", "phase")
-STAGED_IFMAP = ("ifmap", "ifmap_swelled")  # the regions the MAC array's input occupies in the ifmap buffer
+STAGED_IFMAP = (IFMAP, IFMAP_SWELLED)  # the regions the MAC array's input occupies in the ifmap buffer
 
 
 @dataclass(frozen=True)
@@ -111,11 +112,12 @@ class LayerComparison:
                  if by_a.get(action) or by_b.get(action)]
         rows += [("  of it MACs on inserted zeros nJ", a.zero_mac_energy_fj, b.zero_mac_energy_fj, "nJ")]
         title = f"layer {self.layer} ({self.op})"
-        if a.method == b.method:
+        one_mapping = len({a.method, b.method}) == 1  # conv2d: both switches run the direct mapping
+        if one_mapping:
             title += f": both switches run the {a.method} method"
         lines = [title, f"{'':<32}{'swell':>16}{'phase':>16}{'phase/swell':>14}"]
         lines += [f"{name:<32}{_cell(x, fmt):>16}{_cell(y, fmt):>16}{_ratio(x, y):>14}" for name, x, y, fmt in rows]
-        if a.method != b.method:
+        if not one_mapping:
             lines.append(self.energy_saving())
         lines.append(self.verdict())
         if self.mismatch_report:

@@ -13,6 +13,7 @@ and its last end in which it was idle (waiting for input or a free slot).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
@@ -23,11 +24,12 @@ from simulator.config import HardwareConfig, LayerConfig, SimConfig
 from simulator.data import LayerTensors, checked_tensor, make_tensors
 from simulator.energy import cost_energy, energy_table
 from simulator.errors import ConvsimError
+from simulator.mapping import mapping_for
 from simulator.report import LayerReport, TileEvent, summarize
 from simulator.sram import Sram
 from simulator.stages import dma_load, mac_array, output_convert, swell, weight_transpose, writeback
 from simulator.stages.common import Dram, LayerContext, StageCost
-from simulator.tiling import Tile, TilePlan, method_for, plan_tiles
+from simulator.tiling import Tile, TilePlan, plan_tiles
 
 STAGES: tuple[tuple[str, ModuleType], ...] = (
     ("load", dma_load),  # DMA: DRAM -> SRAM, ifmap rows per tile, weights and bias per output-channel tile
@@ -115,10 +117,33 @@ def _dram_ofmap(layer: LayerConfig, hw: HardwareConfig, dtype: str = "int32") ->
     return np.zeros((n, c, oh, ow), dtype=dtype)
 
 
+def overlap_of(plan: TilePlan, hw: HardwareConfig) -> str:
+    """How the plan's tiles overlap: ``double_buffer`` needs two slots per buffer; a plan in whole buffers (one
+    tile, or tiles too large for half a buffer) runs serially."""
+    return hw.pipeline.overlap if plan.slots == 2 else "serial"
+
+
+def modelled_cost(layer: LayerConfig, hw: HardwareConfig, plan: TilePlan) -> tuple[int, int]:
+    """The planner's objective: (scheduled cycles, DRAM bytes read + written) of ``plan``'s tiles, from the
+    stages' cost functions alone (no values)."""
+    ctx = LayerContext(layer, hw, plan)
+    costs = [[stage.cost(ctx, tile) for _, stage in STAGES] for tile in plan.tiles]
+    _, ends = schedule([[c.cycles for c in row] for row in costs], overlap_of(plan, hw))
+    dram = sum(c.dram_read_bytes + c.dram_write_bytes for row in costs for c in row)
+    return max((row[-1] for row in ends), default=0), dram
+
+
+def plan_for(layer: LayerConfig, hw: HardwareConfig, method_choice: str) -> TilePlan:
+    """The tile plan of ``layer`` under ``engine.transposed_conv = method_choice`` (conv2d: direct), chosen by
+    fewest modelled cycles, then least DRAM traffic."""
+    return plan_tiles(layer, hw, mapping_for(layer, hw, method_choice),
+                      functools.partial(modelled_cost, layer, hw))
+
+
 def simulate_layer(layer: LayerConfig, hw: HardwareConfig, method_choice: str, tensors: LayerTensors | None,
                    observer: Observer | None = None) -> SimResult:
     """Run one layer through the engine. ``tensors=None`` runs the cycle model only (no values)."""
-    plan = plan_tiles(layer, hw, method_for(layer, method_choice))  # type: ignore[arg-type]
+    plan = plan_for(layer, hw, method_choice)
     ctx = LayerContext(layer, hw, plan)
     costs: list[list[StageCost]] = []
     dram = sram = None
@@ -137,7 +162,9 @@ def simulate_layer(layer: LayerConfig, hw: HardwareConfig, method_choice: str, t
                     observer(name, tile, sram, cost)
             row.append(cost)
         costs.append(row)
-    starts, ends = schedule([[c.cycles for c in row] for row in costs], hw.pipeline.overlap)
+    if ctx.overflows:  # on_overflow=error: the first output in NCHW order, whatever the tiling
+        raise min(ctx.overflows, key=lambda err: err.coord)
+    starts, ends = schedule([[c.cycles for c in row] for row in costs], overlap_of(plan, hw))
     table = energy_table(hw)
     events = tuple(TileEvent(STAGE_NAMES[s], t, starts[t][s], ends[t][s],
                              cost_energy(STAGE_NAMES[s], costs[t][s], table).fj)

@@ -88,6 +88,7 @@ class LayerReport:
     utilization_issued: float
     utilization_useful: float
     stages: tuple[StageSummary, ...] = field(default_factory=tuple)
+    tile_shape: str = ""  # the planner's choice: channels x input channels x rows x columns, loop order, slots
     # energy: the sum of the stages' (exact in fJ), the MACs and MAC energy on inserted zeros, the table used
     macs_on_zeros: int = 0
     energy_fj: int = 0
@@ -110,7 +111,7 @@ class LayerReport:
 
     def table(self) -> str:
         head = (f"layer {self.layer} ({self.op}, method {self.method}): {self.num_tiles} tile(s) of "
-                f"{self.rows_per_tile} row(s) x {self.oc_per_tile} channel(s)")
+                f"{self.tile_shape}")
         columns = (f"{'stage':<17} {'cycles':>12} {'stall':>12} {'energy nJ':>14}  {'SRAM read bytes':<30}"
                    f"{'SRAM write bytes':<30}DRAM r/w bytes")
         macs = [s.mac_line() for s in self.stages if s.macs_issued is not None and not s.skipped]
@@ -172,7 +173,7 @@ def summarize(layer: LayerConfig, hw: HardwareConfig, plan: TilePlan, names: tup
         dram_write_bytes=sum(s.dram_write_bytes for s in stages),
         peak_sram_bytes=dict(plan.peak_bytes), macs_issued=mac.macs_issued or 0, macs_useful=mac.macs_useful or 0,
         utilization_issued=mac.utilization_issued or 0.0, utilization_useful=mac.utilization_useful or 0.0,
-        stages=tuple(stages), macs_on_zeros=(mac.macs_issued or 0) - (mac.macs_useful or 0),
+        stages=tuple(stages), tile_shape=plan.shape(), macs_on_zeros=(mac.macs_issued or 0) - (mac.macs_useful or 0),
         **_energy_fields(sum_energy(energies)), energy_table=table.as_pj(), quant=_quant_line(layer))
 
 

@@ -286,6 +286,33 @@ def test_network_run_dir_names_its_layers(tmp_path, capsys):
     assert main(["inspect", str(net / "up1")]) == 0
 
 
+def test_input_channel_slices_and_width_tiles_are_dumped_and_indexed(tmp_path):
+    # 24 input channels on 512-byte buffers: the planner slices the reduction and the width
+    layer = {"op": "conv_transpose2d", "input_shape": [1, 24, 4, 40], "in_channels": 24, "out_channels": 3,
+             "kernel_size": 3, "stride": 2, "padding": 1, "bias": True}
+    small = {b: {"size_bytes": 512, "num_banks": 2, "bank_width_bytes": 4} for b in ("ifmap", "weight", "psum")}
+    cfg = make_config(layer, data=DATA, hardware={"sram": small}, engine={"transposed_conv": "swell"})
+    dumps, result = dump_layer(tmp_path, cfg, max_tiles=10**6)
+    plan, ix = result.plan, dumps.index
+    assert plan.ic_per_tile < 24 and plan.cols_per_tile < cfg.layer.output_hw[1], plan.shape()
+    assert ix["tile_shape"] == plan.shape()
+    t = result.tensors
+    mac = {e["tile"]: e for e in next(s for s in ix["stages"] if s["name"] == "mac_array")["tiles"]}
+    wb = {e["tile"]: e for e in next(s for s in ix["stages"] if s["name"] == "writeback")["tiles"]}
+    for tile in plan.tiles:
+        entry = mac[tile.index]
+        assert (entry["ow"], entry["ic"], entry["ic_slice"]) == (list(tile.ow), list(tile.ic),
+                                                                  [tile.ic_slice, tile.ic_slices])
+        # the psum after slice k holds the sum over input channels [0, ic1): torch over those channels alone
+        partial = torch_reference(cfg.layer.model_copy(update={"in_channels": tile.ic[1],
+                                                               "input_shape": (1, tile.ic[1], 4, 40)}),
+                                  t.ifmap[:, :tile.ic[1]], t.weight[:tile.ic[1]], np.zeros(3, np.int32))
+        psum = dumps.find("mac_array", "psum", tile.index).logical()[0]
+        (o0, o1), (w0, w1), (c0, c1) = tile.oh, tile.ow, tile.oc
+        np.testing.assert_array_equal(psum, partial[0, c0:c1, o0:o1, w0:w1])
+        assert wb[tile.index]["skipped"] == (not tile.last_slice)
+
+
 def test_heatmap_is_capped_and_says_what_it_left_out():
     import struct as st
 

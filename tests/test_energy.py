@@ -20,11 +20,12 @@ from hypothesis import strategies as st
 from simulator import simulate
 from simulator.config import HardwareConfig, LayerConfig, SimConfig, load_config
 from simulator.errors import ConfigError
+from simulator.mapping import mapping_for
 from simulator.pipeline import simulate_layer
 from simulator.report import LayerReport, network_totals
 from simulator.stages import mac_array
 from simulator.stages.common import LayerContext
-from simulator.tiling import method_for, plan_tiles
+from simulator.tiling import plan_tiles
 from tests.conftest import REPO, make_config
 from tests.test_properties import PROPERTY_SETTINGS, conv2d_layers, tight_sram, transposed_layers
 
@@ -278,7 +279,6 @@ def brute_force_macs(layer: LayerConfig, plan: Any, tile: Any) -> tuple[int, int
     """(issued, on real operands) of one tile, by enumerating every (output, tap) position of every job and
     asking, from the layer's own geometry, whether the ifmap operand is a real input pixel and the weight tap a
     real kernel tap. Written from first principles, not from the stage code."""
-    cin_g = layer.in_channels // layer.groups
     _, _, h_in, w_in = layer.input_shape
     (kh, kw), (s_h, s_w), (p_h, p_w), (d_h, d_w) = layer.kernel_size, layer.stride, layer.padding, layer.dilation
     q_h, q_w = d_h * (kh - 1) - p_h, d_w * (kw - 1) - p_w  # swelling: input i at swelled q + i*s
@@ -293,15 +293,17 @@ def brute_force_macs(layer: LayerConfig, plan: Any, tile: Any) -> tuple[int, int
                         issued += 1
                         y = r * job.stride[0] + u * job.dilation[0] - job.in_offset[0]
                         x = c * job.stride[1] + v * job.dilation[1] - job.in_offset[1]
-                        if plan.method == "swell":  # canvas row y is swelled row oh0 + y
-                            gy, gx = y + tile.oh[0] - q_h, x - q_w
+                        if plan.method == "swell":  # canvas (y, x) is swelled (oh0 + y, ow0 + x)
+                            gy, gx = y + tile.oh[0] - q_h, x + tile.ow[0] - q_w
                             ok = (gy % s_h == 0 and 0 <= gy // s_h < h_in and gx % s_w == 0
                                   and 0 <= gx // s_w < w_in)
                         else:  # the compact rows the tile loaded, then implicit padding
-                            ok = (0 <= y < tile.in_rows[1] - tile.in_rows[0] and 0 <= x < w_in
+                            ok = (0 <= y < tile.in_rows[1] - tile.in_rows[0]
+                                  and 0 <= x < tile.in_cols[1] - tile.in_cols[0]
                                   and tap_u is not None and tap_v is not None)
                         real += ok
-    return issued * cin_g * tile.oc_count, real * cin_g * tile.oc_count
+    icg = (tile.ic[1] - tile.ic[0]) // tile.num_groups  # input channels of one group in the tile's slice
+    return issued * icg * tile.oc_count, real * icg * tile.oc_count
 
 
 @PROPERTY_SETTINGS
@@ -312,7 +314,7 @@ def test_macs_on_inserted_zeros_per_tile_match_a_brute_force_count(data, method)
     shrink = (data.draw(st.sampled_from([0.3, 1.0])),) * 3
     sram = tight_sram(layer, {}, choice, shrink, (1, 4))  # type: ignore[arg-type]
     cfg = make_config(layer, hardware={"sram": sram})
-    plan = plan_tiles(cfg.layer, cfg.hardware, method_for(cfg.layer, choice))  # type: ignore[arg-type]
+    plan = plan_tiles(cfg.layer, cfg.hardware, mapping_for(cfg.layer, cfg.hardware, choice))
     ctx = LayerContext(cfg.layer, cfg.hardware, plan)
     for tile in plan.tiles:
         cost = mac_array.cost(ctx, tile)
@@ -334,10 +336,10 @@ def test_worked_example_in_docs_by_hand():
     useful = 64 * 128 * per_axis * per_axis
     issued_phase = 4 * (16 * 16) * (2 * 2 * 128) * 64
     assert (per_axis, issued_swell, useful, issued_phase) == (62, 134_217_728, 31_490_048, 33_554_432)
-    # bytes, both tiles: ifmap 2 x 128*16*16; weight 2 x 128*32*16 + bias 2 x 32*4; swelled 2 x 128*35*35;
-    # psum 2 x 32 ch * 32*32 * 4 B; phase sub-kernels 2 x 4*32*128*2*2; ofmap 64*32*32*4
-    ifmap, weight, bias = 2 * 128 * 16 * 16, 2 * 128 * 32 * 16, 2 * 32 * 4
-    swelled, psum, ofmap = 2 * 128 * 35 * 35, 2 * 32 * 32 * 32 * 4, 64 * 32 * 32 * 4
+    # bytes, one tile (the whole layer in the whole buffers): ifmap 128*16*16; weight 128*64*16 + bias 64*4;
+    # swelled 128*35*35; psum 64 ch * 32*32 * 4 B; phase sub-kernels 4*64*128*2*2; ofmap 64*32*32*4
+    ifmap, weight, bias = 128 * 16 * 16, 128 * 64 * 16, 64 * 4
+    swelled, psum, ofmap = 128 * 35 * 35, 64 * 32 * 32 * 4, 64 * 32 * 32 * 4
     stages = {  # stage: (SRAM read, SRAM write, DRAM read, DRAM write, MACs)
         "load": (0, ifmap + weight + bias, ifmap + weight + bias, 0, 0),
         "swell": (ifmap, swelled, 0, 0, 0),
@@ -356,11 +358,11 @@ def test_worked_example_in_docs_by_hand():
         assert stage.energy_fj == expected[stage.name], stage.name
     total_swell = sum(expected.values())
     zeros_swell = (issued_swell - useful) * mac
-    assert swell.energy_fj == total_swell == 117_768_678_400 and swell.zero_mac_energy_fj == zeros_swell
+    assert swell.energy_fj == total_swell == 111_969_958_400 and swell.zero_mac_energy_fj == zeros_swell
     # load writes; weight-transpose reads the weight, writes the sub-kernels (4 x 2x2 taps: as many bytes);
     # the MAC array reads the compact ifmap and the sub-kernels, writes four phase psums (as many bytes as psum)
     sram_bytes_phase = (ifmap + weight + bias) + 2 * weight + (ifmap + weight + psum) + (2 * psum + bias + psum)
-    assert sram_bytes_phase == 2 * 852_224
+    assert sram_bytes_phase == 2 * 819_456
     total_phase = issued_phase * mac + sram_bytes_phase * sram + (ifmap + weight + bias + ofmap) * dram
     phase = simulate_layer(cfg.layer, cfg.hardware, "phase", None).report
     assert phase.energy_fj == total_phase

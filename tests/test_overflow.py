@@ -33,10 +33,12 @@ def clamp32(v: int) -> int:
     return min(I32_MAX, max(I32_MIN, v))
 
 
-def conv2d_cfg(policy: str, c_out: int, k: int, hw: tuple[int, int], bias: bool = False) -> Any:
+def conv2d_cfg(policy: str, c_out: int, k: int, hw: tuple[int, int], bias: bool = False,
+               sram: dict[str, Any] | None = None) -> Any:
     layer = {"op": "conv2d", "input_shape": [1, C_IN, *hw], "in_channels": C_IN, "out_channels": c_out,
              "kernel_size": k, "bias": bias}
-    return make_config(layer, data={"weight": "random"}, hardware={"accumulator": {"on_overflow": policy}})
+    return make_config(layer, data={"weight": "random"},
+                       hardware={"accumulator": {"on_overflow": policy}, "sram": sram or {}})
 
 
 # ------------------------------------------------------------------ all -128: overflow at a known output, K = 2**17
@@ -115,16 +117,28 @@ def saturating_loop(terms: list[tuple[int, int]]) -> int:
     return acc
 
 
-def test_saturate_follows_the_hardware_order_conv2d() -> None:
+def hardware_order(ic_per_slice: int) -> list[tuple[int, int, int]]:
+    """(kernel row, kernel col, input channel) in the engine's order: within an input-channel slice, then slice
+    after slice (docs/errors.md)."""
+    return [(r, s, c) for c0 in range(0, C_IN, ic_per_slice) for r in range(5) for s in range(5)
+            for c in range(c0, min(C_IN, c0 + ic_per_slice))]
+
+
+@pytest.mark.parametrize("ifmap_bytes", [2**19, 2**15])  # default, and one that forces input-channel slices
+def test_saturate_follows_the_hardware_order_conv2d(ifmap_bytes: int) -> None:
     x, w = up_then_down_conv2d()
-    # (kernel row, kernel col, input channel) order of the conv weight, plain Python ints
-    terms = [(int(x[0, c, r, s]), int(w[0, c, r, s])) for r in range(5) for s in range(5) for c in range(C_IN)]
+    cfg = conv2d_cfg("saturate", 1, 5, (5, 5), sram={"ifmap": {"size_bytes": ifmap_bytes}})
+    result = simulate(cfg, x, w)
+    if ifmap_bytes < 2**19:
+        assert result.plan.ic_per_tile < C_IN
+    # plain Python ints, in the plan's slice order
+    terms = [(int(x[0, c, r, s]), int(w[0, c, r, s])) for r, s, c in hardware_order(result.plan.ic_per_tile)]
     expected = saturating_loop(terms)
     exact = sum(a * b for a, b in terms)
     assert exact == 20 * C_IN * 2**14 - 5 * C_IN * 128 * 127 and I32_MIN <= exact <= I32_MAX
-    assert expected == I32_MAX - 5 * C_IN * 128 * 127 != clamp32(exact)  # the order is visible
-    got = simulate(conv2d_cfg("saturate", 1, 5, (5, 5)), x, w).ofmap
-    assert int(got[0, 0, 0, 0]) == expected
+    if result.plan.ic_per_tile == C_IN:  # one slice: the order is visible
+        assert expected == I32_MAX - 5 * C_IN * 128 * 127 != clamp32(exact)
+    assert int(result.ofmap[0, 0, 0, 0]) == expected
 
 
 def test_error_on_running_sum_even_if_final_sum_fits() -> None:
@@ -150,17 +164,21 @@ def test_saturate_follows_the_flipped_kernel_order_transposed(method: str) -> No
     x = np.full((1, C_IN, 5, 5), -128, dtype=np.int8)
     w = np.full((C_IN, 1, 5, 5), -128, dtype=np.int8)
     w[:, :, 0, :] = 127
-    terms = [(int(x[0, c, r, s]), int(w[c, 0, 4 - r, 4 - s])) for r in range(5) for s in range(5)
-             for c in range(C_IN)]
-    expected = saturating_loop(terms)
-    unflipped = [(int(x[0, c, r, s]), int(w[c, 0, r, s])) for r in range(5) for s in range(5) for c in range(C_IN)]
-    assert expected != saturating_loop(unflipped)
     layer = {"op": "conv_transpose2d", "input_shape": [1, C_IN, 5, 5], "in_channels": C_IN, "out_channels": 1,
              "kernel_size": 5, "padding": 4, "bias": False}
     big = {"size_bytes": 2**21}  # the swelled 8192-channel ifmap and the transformed weight need > 256 KiB
-    hw = {"accumulator": {"on_overflow": "saturate"}, "sram": {"ifmap": big, "weight": big}}
+    # serial: one slice (double-buffered, the planner slices the reduction to overlap loads, and the sliced
+    # order brings the sum back before it saturates)
+    hw = {"accumulator": {"on_overflow": "saturate"}, "sram": {"ifmap": big, "weight": big},
+          "pipeline": {"overlap": "serial"}}
     cfg = make_config(layer, data={"weight": "random"}, hardware=hw, engine={"transposed_conv": method})
-    got = simulate(cfg, x, w).ofmap
+    result = simulate(cfg, x, w)
+    assert result.plan.ic_per_tile == C_IN
+    terms = [(int(x[0, c, r, s]), int(w[c, 0, 4 - r, 4 - s])) for r, s, c in hardware_order(result.plan.ic_per_tile)]
+    expected = saturating_loop(terms)
+    unflipped = [(int(x[0, c, r, s]), int(w[c, 0, r, s])) for r in range(5) for s in range(5) for c in range(C_IN)]
+    assert expected != saturating_loop(unflipped)
+    got = result.ofmap
     assert got.shape == (1, 1, 1, 1)
     assert int(got[0, 0, 0, 0]) == expected
 

@@ -15,9 +15,9 @@ import pytest
 
 from simulator import load_config, simulate
 from simulator.data import make_tensors
+from simulator.mapping.phase import PhaseAxis, phase_axes, phase_pairs
 from simulator.pipeline import simulate_layer
 from simulator.stages.weight_transpose import split_phases
-from simulator.tiling import PhaseAxis, phase_axes, phase_pairs
 from tests.conftest import REPO, make_config, torch_reference
 
 DATA = {"seed": 11, "ifmap": "random", "weight": "random", "bias": "random"}

@@ -2,7 +2,8 @@
 
 Every example builds a *valid* layer (output_padding < max(stride, dilation), padding up to the largest value
 that still gives a non-empty output, so padding > d(k-1) crops), a hardware config whose SRAM buffers are
-deliberately tight (the planner must cut the layer into row and output-channel tiles), and int8 tensors (random,
+deliberately tight (the planner must cut the layer into output-channel, input-channel, row and column tiles), under
+each overflow policy, and int8 tensors (random,
 or the worst case all -128), then compares ``simulate`` with the independent int64 torch reference of
 ``tests/conftest.py``. The same transposed-conv suite runs over both methods (``engine.transposed_conv``).
 
@@ -23,7 +24,8 @@ from hypothesis import strategies as st
 from simulator import simulate
 from simulator.config import SimConfig
 from simulator.errors import ConvsimError
-from simulator.tiling import method_for, plan_tiles
+from simulator.mapping import mapping_for
+from simulator.tiling import plan_tiles
 from tests.conftest import make_config, torch_reference
 
 METHODS = ("swell", "phase")
@@ -106,7 +108,7 @@ def tight_sram(layer: dict[str, Any], hw: dict[str, Any], method: str, shrink: t
     big = {b: {"size_bytes": 1 << 24, "num_banks": num_banks, "bank_width_bytes": width}
            for b in ("ifmap", "weight", "psum")}
     cfg = make_config(layer, hardware={**hw, "sram": big})
-    method_ = method_for(cfg.layer, method)  # type: ignore[arg-type]
+    method_ = mapping_for(cfg.layer, cfg.hardware, method)
     whole = plan_tiles(cfg.layer, cfg.hardware, method_).peak_bytes
     sizes = {b: max(16, int(whole[b] * f)) for b, f in zip(("ifmap", "weight", "psum"), shrink, strict=True)}
     for _ in range(40):
@@ -123,7 +125,8 @@ def tight_sram(layer: dict[str, Any], hw: dict[str, Any], method: str, shrink: t
 def cases(draw: st.DrawFn, layers: st.SearchStrategy[dict[str, Any]], method: str) -> Case:
     layer = draw(layers)
     hw = draw(hardware())
-    shrink = tuple(draw(st.sampled_from([0.15, 0.3, 0.5, 0.8, 1.0, 2.5])) for _ in range(3))
+    # down to a few percent of the untiled need: input-channel slices and width tiles, not only rows and channels
+    shrink = tuple(draw(st.sampled_from([0.02, 0.05, 0.15, 0.3, 0.5, 0.8, 1.0, 2.5])) for _ in range(3))
     banks = (draw(st.sampled_from([1, 2, 4])), draw(st.sampled_from([1, 2, 4, 8])))
     hw = {**hw, "sram": tight_sram(layer, hw, method, shrink, banks)}  # type: ignore[arg-type]
     fill = draw(st.sampled_from(["random"] * 6 + ["min", "max"]))
@@ -161,6 +164,8 @@ def check(case: Case, method: str) -> None:
     plan = result.plan
     event(f"tiles: {'1' if len(plan.tiles) == 1 else '>1'}")
     event(f"output channels tiled: {plan.oc_per_tile < cfg.layer.out_channels}")
+    event(f"input channels sliced: {plan.ic_per_tile < cfg.layer.in_channels // cfg.layer.groups}")
+    event(f"width tiled: {plan.cols_per_tile < cfg.layer.output_hw[1]}")
 
 
 # ---------------------------------------------------------------------------------------------------- suites
@@ -191,7 +196,7 @@ WORST_LAYERS = {
     "conv2d_k3_s2": {"op": "conv2d", "input_shape": [1, 8, 12, 11], "in_channels": 8, "out_channels": 4,
                      "kernel_size": 3, "stride": 2, "padding": 1, "bias": False},
 }
-TIGHT_SRAM = {b: {"size_bytes": 2048, "num_banks": 2, "bank_width_bytes": 4} for b in ("ifmap", "weight", "psum")}
+TIGHT_SRAM = {b: {"size_bytes": 1024, "num_banks": 2, "bank_width_bytes": 4} for b in ("ifmap", "weight", "psum")}
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from simulator.config import DmaConfig
+from simulator.mapping.phase import phase_axes, phase_pairs
 from simulator.stages.swell import swell
 from simulator.stages.weight_transpose import flip_and_swap, phase_kernel, split_phases, transpose_cycles
-from simulator.tiling import phase_axes, phase_pairs
 from tests.conftest import make_config
 
 # A 2-group ConvTranspose2d weight, torch layout (C_in=2, C_out/g=2, 2, 2): w[ci, j] holds 100*ci + 10*j + tap

@@ -10,7 +10,7 @@ What it ignores: the model's weights and activations (the config asks for ``rand
 case is exact int8 arithmetic, not the float model), functional calls (``F.conv_transpose2d``) that no module
 hook sees, and everything between convolutions (the other modules that ran, such as BatchNorm, activations
 and upsampling, are listed by name as ignored). Convolutions the engine cannot run (1-d/3-d ones, ``padding=
-'same'`` that torch pads asymmetrically, a layer whose single output row does not fit the SRAM, ...) are listed
+'same'`` that torch pads asymmetrically, a layer whose smallest tile does not fit the SRAM, ...) are listed
 on stdout and in a comment of the written config, never silently dropped; ``padding_mode`` other than ``zeros``
 is an error, because running that layer with zero padding would give a different network.
 
@@ -37,7 +37,8 @@ from pydantic import ValidationError
 from simulator.config import HardwareConfig, LayerConfig, config_from_mapping, format_validation_error
 from simulator.errors import ConvsimError
 from simulator.files import atomic_write_text, check_writable_dir
-from simulator.tiling import method_for, plan_tiles
+from simulator.mapping import mapping_for
+from simulator.tiling import plan_tiles
 
 DATA = {"seed": 0, "ifmap": "random", "weight": "random", "bias": "random"}
 HARDWARE_FILE = "hw/default.yaml"
@@ -265,7 +266,7 @@ def capture(model: Any, input_shape: tuple[int, int, int, int]) -> Captured:
             continue
         try:  # the default engine must hold at least one tile of it
             checked = LayerConfig.model_validate(result)
-            plan_tiles(checked, hw, method_for(checked, "swell"))
+            plan_tiles(checked, hw, mapping_for(checked, hw, "swell"))
         except ConvsimError as exc:
             skipped.append(Skipped(name, kind, str(exc)))
             continue

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simulator.config import HardwareConfig, LayerConfig
+from simulator.errors import AccumulatorOverflowError
+from simulator.mapping import Mapping
 from simulator.tiling import TilePlan
 
 
@@ -36,6 +38,13 @@ class LayerContext:
     hw: HardwareConfig
     plan: TilePlan
     memo: dict[object, tuple[bytes, np.ndarray]] = field(default_factory=dict, compare=False, repr=False)
+    # accumulator overflows seen under on_overflow=error; the pipeline raises the first in NCHW order at the end
+    overflows: list[AccumulatorOverflowError] = field(default_factory=list, compare=False, repr=False)
+
+    @property
+    def mapping(self) -> Mapping:
+        """The tiles' mapping: the stages ask it, never a method name."""
+        return self.plan.mapping
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,11 @@ pixels, K = kh*kw*C_in/g, N output channels of the group in the tile.
 ``os``: (Sr, Sc, T) = (E, N, K); ``ws``: (Sr, Sc, T) = (K, N, E). folds = ceil(Sr/rows) * ceil(Sc/cols).
 Cycles per fold: ``T + rows + cols - 2`` (os), ``2*rows + cols + T - 2`` (ws, the first ``rows`` cycles
 preloading weights). With ``weight_double_buffer`` (ws only) the preload of a fold hides under the previous
-fold: ``rows + folds * (rows + cols + T - 2)``. Groups and phase jobs run one after another. Deliberately
-ignores: SRAM read-port bandwidth limits on feeding the array, partial-sum spills (K is never tiled), clock
-gating of idle PEs and zero skipping (zeros are issued like any operand: that is what ``macs_issued`` counts).
+fold: ``rows + folds * (rows + cols + T - 2)``. Groups and phase jobs run one after another. With the input
+channels in slices, K is the slice's, and every slice after the first first reloads its accumulators from the
+psum SRAM (``psum_read_cycles``: one bank row per cycle) and continues from them, in order. Deliberately
+ignores: SRAM read-port bandwidth limits on feeding the array, clock gating of idle PEs and zero skipping (zeros
+are issued like any operand: that is what ``macs_issued`` counts).
 ``mac_array.zero_gating`` is an energy option (:mod:`simulator.energy`): the tagged zeros are still issued, so it
 never changes the cycles here.
 """
@@ -35,7 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from simulator.config import MacArrayConfig
+from simulator.config import BufferConfig, MacArrayConfig
+from simulator.errors import AccumulatorOverflowError
 from simulator.fixedpoint import (
     INT32_MAX,
     OverflowPolicy,
@@ -46,10 +49,11 @@ from simulator.fixedpoint import (
     reduction_is_order_free,
 )
 from simulator.geometry import ceil_div, useful_macs
+from simulator.mapping.base import ConvJob
 from simulator.sram import Sram
 from simulator.stages.common import Dram, LayerContext, StageCost
 from simulator.stages.swell import place_on_canvas
-from simulator.tiling import ConvJob, Tile
+from simulator.tiling import Tile
 
 Pair = tuple[int, int]
 COLS_BUDGET_ELEMENTS = 1 << 22  # at most ~32 MiB of float64 im2col columns at a time
@@ -302,23 +306,47 @@ def _row_gemm_ok(k: int, stride: Pair, cg: int, policy: OverflowPolicy) -> bool:
     return not in_order and stride == (1, 1) and cg >= SHIFTED_MIN_CHANNELS
 
 
+def reference_conv(x: np.ndarray, weight: np.ndarray, groups: int, stride: Pair, dilation: Pair, in_offset: Pair,
+                   out_hw: Pair) -> np.ndarray:
+    """The plain int64 definition every fast path must equal: exact sums (M, OH, OW) of a grouped conv of x (C, H,
+    W) placed at ``in_offset`` of a zero canvas, one kernel tap at a time. Read this first; it is slow."""
+    m, cg, kh, kw = weight.shape
+    (oh, ow), (sh, sw), (dh, dw) = out_hw, stride, dilation
+    canvas_hw = ((oh - 1) * sh + dh * (kh - 1) + 1, (ow - 1) * sw + dw * (kw - 1) + 1)
+    canvas = place_on_canvas(x, (1, 1), in_offset, canvas_hw, dtype=np.int64)
+    out = np.zeros((groups, m // groups, oh, ow), dtype=np.int64)
+    w = weight.astype(np.int64).reshape(groups, m // groups, cg, kh, kw)
+    for u in range(kh):
+        for v in range(kw):
+            pixels = canvas[:, u * dh:u * dh + (oh - 1) * sh + 1:sh, v * dw:v * dw + (ow - 1) * sw + 1:sw]
+            out += np.einsum("gmc,gchw->gmhw", w[..., u, v], pixels.reshape(groups, cg, oh, ow))
+    return out.reshape(m, oh, ow)
+
+
 def conv_i8_i32(x: np.ndarray, weight: np.ndarray, groups: int, stride: Pair, dilation: Pair, in_offset: Pair,
                 out_hw: Pair, policy: OverflowPolicy, origin: tuple[int, ...] = (),
-                scale: tuple[int, ...] = (), in_order: bool = False) -> np.ndarray:
+                scale: tuple[int, ...] = (), initial: np.ndarray | None = None,
+                reduction: int | None = None, in_order: bool = False) -> np.ndarray:
     """The MAC array's result: int32 psum (M, OH, OW) of conv(x (C, H, W) int8, weight (M, C/g, kh, kw) int8).
 
-    x is placed at ``in_offset`` of a zero canvas (implicit padding; negative crops). Raises
+    x is placed at ``in_offset`` of a zero canvas (implicit padding; negative crops). ``initial`` (int32, M, OH,
+    OW) is the accumulator a later input-channel slice continues from (the psum SRAM's contents): the slice's
+    products are added to it in order. ``reduction`` is the whole reduction length of the outputs (all slices;
+    default: this weight's), which decides whether any running sum can leave int32. Raises
     AccumulatorOverflowError under ``error``; ``origin``/``scale`` map (m, oh, ow) to the coordinates it names.
     ``in_order`` forces the in-order int64 path (any integer operands, e.g. zero-point-centred ones).
     """
     m, cg, kh, kw = weight.shape
     oh, ow = out_hw
     if min(m, oh, ow) == 0:
-        return np.zeros((m, oh, ow), dtype=np.int32)
+        return np.zeros((m, oh, ow), dtype=np.int32) if initial is None else initial.astype(np.int32)
     k = kh * kw * cg
-    in_order = in_order or (not reduction_is_order_free(k) and policy != "wrap")
+    in_order = in_order or (not reduction_is_order_free(k if reduction is None else reduction) and policy != "wrap")
     what = "accumulator of output"
-    if not in_order and _row_gemm_ok(k, stride, cg, policy):
+    if initial is not None and not in_order:  # no running sum can leave int32, or wrap: add the slice's sum
+        part = conv_i8_i32(x, weight, groups, stride, dilation, in_offset, out_hw, "wrap")
+        return np.add(initial, part, dtype=np.int32)  # exact when order-free; modulo 2**32 under wrap
+    if not in_order and _row_gemm_ok(k if reduction is None else reduction, stride, cg, policy):
         exact = _conv_shifted(x, weight, groups, dilation, in_offset, out_hw)
         return narrow_to_int32(exact, policy, what=what, origin=origin, scale=scale)
     canvas_hw = ((oh - 1) * stride[0] + dilation[0] * (kh - 1) + 1, (ow - 1) * stride[1] + dilation[1] * (kw - 1) + 1)
@@ -329,6 +357,7 @@ def conv_i8_i32(x: np.ndarray, weight: np.ndarray, groups: int, stride: Pair, di
     w = w.reshape(groups, m // groups, k)
     out = np.empty((groups, m // groups, oh * ow), dtype=np.int64)
     overflowed = np.zeros(out.shape, dtype=bool)
+    start = None if initial is None else initial.astype(np.int64).reshape(out.shape)
     escaped = np.zeros(out.shape, dtype=np.int64)  # running sum when it first left int32 (where overflowed)
     rows_per_chunk = max(1, COLS_BUDGET_ELEMENTS // max(1, ow * k * groups))
     for r0 in range(0, oh, rows_per_chunk):
@@ -337,8 +366,8 @@ def conv_i8_i32(x: np.ndarray, weight: np.ndarray, groups: int, stride: Pair, di
         span = slice(r0 * ow, r1 * ow)
         if in_order:
             for g in range(groups):
-                out[g, :, span], overflowed[g, :, span], escaped[g, :, span] = ordered_accumulate(w[g], cols[g],
-                                                                                                   policy)
+                out[g, :, span], overflowed[g, :, span], escaped[g, :, span] = ordered_accumulate(
+                    w[g], cols[g], policy, None if start is None else start[g, :, span])
         elif groups == 1:
             out[0, :, span] = w[0] @ cols[0].T  # 2-D: numpy's stacked matmul does not use BLAS; exact below 2**53
         else:
@@ -364,21 +393,25 @@ def int8_parts(x: np.ndarray) -> list[np.ndarray]:
 
 def conv_centred_i32(x: np.ndarray, weight: np.ndarray, x_zp: int, w_zp: int, groups: int, stride: Pair,
                      dilation: Pair, in_offset: Pair, out_hw: Pair, policy: OverflowPolicy,
-                     origin: tuple[int, ...] = (), scale: tuple[int, ...] = ()) -> np.ndarray:
+                     origin: tuple[int, ...] = (), scale: tuple[int, ...] = (), initial: np.ndarray | None = None,
+                     reduction: int | None = None) -> np.ndarray:
     """The MAC array of a quantized layer: int32 psum of conv(x - x_zp, weight - w_zp), the zero points subtracted
     at the PE inputs (9-bit operands, 18-bit products). Implicit padding is 0 after the subtraction, i.e. real 0.
 
     Exact: each centred operand is a sum of at most two int8 arrays (:func:`int8_parts`), and the conv is bilinear,
     so the int8 GEMM paths compute every partial product exactly; the partial sums add in int64 and narrow once
     under ``policy``. When a running sum could leave int32 (K * 255^2 >= 2^31) and the policy cares about order,
-    the in-order int64 path runs on the centred operands themselves.
+    the in-order int64 path runs on the centred operands themselves. ``initial`` and ``reduction``: as for
+    :func:`conv_i8_i32` (a later input-channel slice continues the psum SRAM's accumulator).
     """
     xc = x.astype(np.int16) - np.int16(x_zp)
     wc = weight.astype(np.int16) - np.int16(w_zp)
     m, cg, kh, kw = weight.shape
-    if policy != "wrap" and kh * kw * cg * CENTRED_MAX_PRODUCT > INT32_MAX:
-        return conv_i8_i32(xc, wc, groups, stride, dilation, in_offset, out_hw, policy, origin, scale, in_order=True)
-    total = np.zeros((m, *out_hw), dtype=np.int64)
+    k = kh * kw * cg if reduction is None else reduction
+    if policy != "wrap" and k * CENTRED_MAX_PRODUCT > INT32_MAX:
+        return conv_i8_i32(xc, wc, groups, stride, dilation, in_offset, out_hw, policy, origin, scale,
+                           initial=initial, reduction=k, in_order=True)
+    total = np.zeros((m, *out_hw), dtype=np.int64) if initial is None else initial.astype(np.int64)
     for xp in int8_parts(xc):
         for wp in int8_parts(wc):
             total += conv_i8_i32(xp, wp, groups, stride, dilation, in_offset, out_hw, "wrap")
@@ -388,14 +421,13 @@ def conv_centred_i32(x: np.ndarray, weight: np.ndarray, x_zp: int, w_zp: int, gr
 
 
 def centred_jobs_shared(x: np.ndarray, specs: list[ConvSpec], x_zp: int, w_zp: int, groups: int,
-                        policy: OverflowPolicy, strides: list[Pair]) -> list[np.ndarray] | None:
+                        strides: list[Pair], reductions: list[int]) -> list[np.ndarray] | None:
     """Exact int64 psums of every job of a tile at once (shared band GEMMs, as the int32 path), or None when the
     row-GEMM conditions do not hold or a centred running sum could leave int32 (then :func:`conv_centred_i32`
     runs per job). Same int8-part decomposition as :func:`conv_centred_i32`."""
     if not specs:
         return []
-    for (w, _, _, out_hw), stride in zip(specs, strides, strict=True):
-        k = w.shape[1] * w.shape[2] * w.shape[3]
+    for (w, _, _, out_hw), stride, k in zip(specs, strides, reductions, strict=True):  # k: all input slices
         if (k * CENTRED_MAX_PRODUCT > INT32_MAX or not _row_gemm_ok(k, stride, w.shape[1], "wrap")
                 or min(w.shape[0], *out_hw) == 0):
             return None
@@ -436,35 +468,37 @@ def job_gemm(job: ConvJob, in_channels_per_group: int) -> tuple[int, int]:
     return job.out_hw[0] * job.out_hw[1], job.kernel_hw[0] * job.kernel_hw[1] * in_channels_per_group
 
 
+def psum_read_cycles(psum_bytes: int, buf: BufferConfig) -> int:
+    """Cycles to preload the accumulators of a later input-channel slice from the psum SRAM: one bank row
+    (``num_banks * bank_width_bytes``) per cycle."""
+    return ceil_div(psum_bytes, buf.num_banks * buf.bank_width_bytes)
+
+
 # ----------------------------------------------------------------------------------------------------- adapter
 
 
-def _staged(ctx: LayerContext, tile: Tile) -> str:
-    return "ifmap_swelled" if ctx.plan.method == "swell" else "ifmap"
-
-
-def _weight(ctx: LayerContext) -> str:
-    return {"swell": "weight_conv", "phase": "weight_phases", "direct": "weight"}[ctx.plan.method]
-
-
 def cost(ctx: LayerContext, tile: Tile) -> StageCost:
-    layer = ctx.layer
-    cin_g = layer.in_channels // layer.groups
+    layer, mapping = ctx.layer, ctx.mapping
+    icg = (tile.ic[1] - tile.ic[0]) // tile.num_groups  # input channels of one group in this slice
     n_per_group = tile.oc_count // tile.num_groups
     cycles = folds = issued = 0
     for job in tile.jobs:
-        e, k = job_gemm(job, cin_g)
+        e, k = job_gemm(job, icg)
         c, f = fold_model(e, k, n_per_group, ctx.hw.mac_array)
         cycles += c * tile.num_groups
         folds += f * tile.num_groups
         issued += e * k * tile.oc_count
-    staged = tile.region(_staged(ctx, tile)).size_bytes
-    weights = tile.region(_weight(ctx)).size_bytes
+    staged = tile.region(mapping.staged).size_bytes
+    weights = tile.region(mapping.conv_weight).size_bytes
     psum = sum(tile.region(job.psum_region).size_bytes for job in tile.jobs)
+    reads = {"ifmap": staged, "weight": weights}
+    if not tile.first_slice:  # read-modify-write of the accumulators a previous slice left
+        reads["psum"] = psum
+        cycles += psum_read_cycles(psum, ctx.hw.sram.psum)
     return StageCost(
-        cycles=cycles, sram_read_bytes={"ifmap": staged, "weight": weights}, sram_write_bytes={"psum": psum},
+        cycles=cycles, sram_read_bytes=reads, sram_write_bytes={"psum": psum},
         writes=tuple(dict.fromkeys(job.psum_region for job in tile.jobs)), folds=folds, macs_issued=issued,
-        macs_useful=useful_macs(layer, tile.oh[0], tile.oh[1], tile.oc_count))
+        macs_useful=useful_macs(layer, tile.oh, tile.ow, tile.oc_count, icg))
 
 
 def _reused_row_operand(memo: dict[object, tuple[bytes, np.ndarray]], index: int, weight: np.ndarray,
@@ -481,41 +515,71 @@ def _reused_row_operand(memo: dict[object, tuple[bytes, np.ndarray]], index: int
     return converted
 
 
+def _execute_centred(sram: Sram, ctx: LayerContext, tile: Tile, x: np.ndarray, job_weights: list[np.ndarray],
+                     reductions: list[int], x_zp: int, w_zp: int) -> None:
+    """The MAC array of a quantized layer: the jobs' centred convs, continuing the psum SRAM's accumulator on a
+    later input-channel slice; an overflow under ``error`` is noted for the layer (as the int32 path does)."""
+    policy, groups = ctx.hw.accumulator.on_overflow, tile.num_groups
+    specs = [(w, job.dilation, job.in_offset, job.out_hw) for job, w in zip(tile.jobs, job_weights, strict=True)]
+    shared = centred_jobs_shared(x, specs, x_zp, w_zp, groups, [job.stride for job in tile.jobs], reductions)
+    for i, (job, w, k) in enumerate(zip(tile.jobs, job_weights, reductions, strict=True)):
+        region = tile.region(job.psum_region)
+        initial = None if tile.first_slice else sram.read(region)
+        if shared is not None:  # K * 255^2 < 2^31 over every slice: the exact sum is within int32
+            total = shared[i] if initial is None else shared[i] + initial.astype(np.int64)
+            sram.write(region, exact_sum_to_int32(total))
+            continue
+        origin = (tile.n, tile.oc[0], tile.oh[0] + job.out_start[0], tile.ow[0] + job.out_start[1])
+        args = (x, w, x_zp, w_zp, groups, job.stride, job.dilation, job.in_offset, job.out_hw)
+        try:
+            psum = conv_centred_i32(*args, policy, origin, (1, 1, *job.out_step), initial, k)
+        except AccumulatorOverflowError as err:  # noted for the layer; the other outputs stay exact
+            ctx.overflows.append(err)
+            psum = conv_centred_i32(*args, "wrap", origin, (1, 1, *job.out_step), initial, k)
+        sram.write(region, psum)
+
+
 def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
-    x = sram.read(tile.region(_staged(ctx, tile)))
-    weights = sram.read(tile.region(_weight(ctx)))
+    mapping = ctx.mapping
+    x = sram.read(tile.region(mapping.staged))
+    weights = sram.read(tile.region(mapping.conv_weight))
     policy = ctx.hw.accumulator.on_overflow
     groups = tile.num_groups
-    job_weights = [weights[job.weight_index] if ctx.plan.method == "phase" else weights for job in tile.jobs]
+    job_weights = [mapping.job_weight(weights, job) for job in tile.jobs]
+    # the whole reduction of an output (every input-channel slice) decides whether a running sum can leave int32
+    reductions = [w.shape[2] * w.shape[3] * mapping.cin_g for w in job_weights]
     quant = ctx.layer.quant
     if quant is not None:  # zero points subtracted at the PE inputs
-        specs = [(w, job.dilation, job.in_offset, job.out_hw) for job, w in zip(tile.jobs, job_weights, strict=True)]
-        shared = centred_jobs_shared(x, specs, quant.input.zero_point, quant.weight.zero_point, groups, policy,
-                                     [job.stride for job in tile.jobs])
-        for i, (job, w) in enumerate(zip(tile.jobs, job_weights, strict=True)):
-            if shared is not None:
-                psum = exact_sum_to_int32(shared[i])  # K * 255^2 < 2^31: the exact sum is within int32
-            else:
-                origin = (tile.n, tile.oc[0], tile.oh[0] + job.out_start[0], job.out_start[1])
-                psum = conv_centred_i32(x, w, quant.input.zero_point, quant.weight.zero_point, groups, job.stride,
-                                        job.dilation, job.in_offset, job.out_hw, policy, origin,
-                                        (1, 1, *job.out_step))
-            sram.write(tile.region(job.psum_region), psum)
+        _execute_centred(sram, ctx, tile, x, job_weights, reductions, quant.input.zero_point,
+                         quant.weight.zero_point)
         return
-    fused = all(_row_gemm_ok(w.shape[1] * w.shape[2] * w.shape[3], job.stride, w.shape[1], policy)
-                and min(w.shape[0], *job.out_hw) > 0 for job, w in zip(tile.jobs, job_weights, strict=True))
+    fused = all(_row_gemm_ok(k, job.stride, w.shape[1], policy) and min(w.shape[0], *job.out_hw) > 0
+                for job, w, k in zip(tile.jobs, job_weights, reductions, strict=True))
     if fused:  # every job of the tile reads the same staged input: one pass of shared band GEMMs
         exact = _conv_exact(x, [(w, job.dilation, job.in_offset, job.out_hw)
                                 for job, w in zip(tile.jobs, job_weights, strict=True)], groups,
                             functools.partial(_reused_row_operand, ctx.memo))
-    for i, (job, w) in enumerate(zip(tile.jobs, job_weights, strict=True)):
-        origin = (tile.n, tile.oc[0], tile.oh[0] + job.out_start[0], job.out_start[1])
+    for i, (job, w, k) in enumerate(zip(tile.jobs, job_weights, reductions, strict=True)):
+        region = tile.region(job.psum_region)
+        initial = None if tile.first_slice else sram.read(region)
+        origin = (tile.n, tile.oc[0], tile.oh[0] + job.out_start[0], tile.ow[0] + job.out_start[1])
         scale = (1, 1, *job.out_step)
-        if fused and reduction_is_order_free(w.shape[1] * w.shape[2] * w.shape[3]):
-            psum = exact_sum_to_int32(exact[i])  # K < 2**17 products of magnitude <= 2**14: within int32
-        elif fused:
-            psum = narrow_to_int32(exact[i], policy, what="accumulator of output", origin=origin, scale=scale)
-        else:
-            psum = conv_i8_i32(x, w, groups, job.stride, job.dilation, job.in_offset, job.out_hw, policy,
-                               origin=origin, scale=scale)
-        sram.write(tile.region(job.psum_region), psum)
+
+        def accumulate(policy: OverflowPolicy, job: ConvJob = job, w: np.ndarray = w, k: int = k,
+                       i: int = i, initial: np.ndarray | None = initial,
+                       origin: tuple[int, ...] = origin, scale: tuple[int, ...] = scale) -> np.ndarray:
+            if fused and reduction_is_order_free(k):
+                part = exact_sum_to_int32(exact[i])  # K < 2**17 products of magnitude <= 2**14: within int32
+            elif fused:
+                part = narrow_to_int32(exact[i], policy, what="accumulator of output", origin=origin, scale=scale)
+            else:
+                return conv_i8_i32(x, w, groups, job.stride, job.dilation, job.in_offset, job.out_hw, policy,
+                                   origin=origin, scale=scale, initial=initial, reduction=k)
+            return part if initial is None else np.add(initial, part, dtype=np.int32)  # exact, or wrap
+
+        try:
+            psum = accumulate(policy)
+        except AccumulatorOverflowError as err:  # noted for the layer; the other outputs stay exact
+            ctx.overflows.append(err)
+            psum = accumulate("wrap")
+        sram.write(region, psum)

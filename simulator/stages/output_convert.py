@@ -103,12 +103,13 @@ def int8_region(tile: Tile) -> Region:
 
 
 def cost(ctx: LayerContext, tile: Tile) -> StageCost:
-    if ctx.layer.quant is None:
+    if ctx.layer.quant is None or not tile.last_slice:  # converts once per spatial tile, after its last slice
         return SKIPPED
-    hw = ctx.hw
+    hw, layer = ctx.hw, ctx.layer
     src, dst = tile.region("ofmap"), int8_region(tile)
-    desc, conflict = activation_transfer(dst, hw.dma, hw.sram.psum, tile.oc == (0, ctx.layer.out_channels),
-                                         tile.oh == (0, ctx.layer.output_hw[0]))
+    out_h, out_w = layer.output_hw
+    desc, conflict = activation_transfer(dst, hw.dma, hw.sram.psum, tile.oc == (0, layer.out_channels),
+                                         tile.oh == (0, out_h), tile.ow == (0, out_w))
     cycles = convert_cycles(src.size_bytes, dst.size_bytes, hw.writeback)
     cycles += dma_cycles(dst.size_bytes, desc, hw.dma, conflict)
     return StageCost(cycles=cycles, sram_read_bytes={"psum": src.size_bytes + dst.size_bytes},
@@ -117,7 +118,7 @@ def cost(ctx: LayerContext, tile: Tile) -> StageCost:
 
 def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
     quant = ctx.layer.quant
-    if quant is None:
+    if quant is None or not tile.last_slice:
         return
     bias = sram.read(tile.region("bias"))
     regs = registers(quant, _full_bias(dram, bias, tile))  # per channel: a few scalar operations each
@@ -125,10 +126,10 @@ def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
     out = convert(acc, bias, regs, slice(tile.oc[0], tile.oc[1]))
     region = int8_region(tile)
     sram.write(region, out)
-    rows = slice(tile.oh[0], tile.oh[1])
+    rows, cols = slice(tile.oh[0], tile.oh[1]), slice(tile.ow[0], tile.ow[1])
     if dram.acc is not None:
-        dram.acc[tile.n, tile.oc[0]:tile.oc[1], rows, :] = acc
-    dram.ofmap[tile.n, tile.oc[0]:tile.oc[1], rows, :] = sram.read(region)
+        dram.acc[tile.n, tile.oc[0]:tile.oc[1], rows, cols] = acc
+    dram.ofmap[tile.n, tile.oc[0]:tile.oc[1], rows, cols] = sram.read(region)
 
 
 def _full_bias(dram: Dram, tile_bias: np.ndarray, tile: Tile) -> np.ndarray:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from simulator.config import DmaConfig
-from simulator.geometry import ceil_div, scatter_map, swell_offset
+from simulator.geometry import ceil_div, scatter_map
+from simulator.mapping.base import IFMAP
 from simulator.sram import Sram
 from simulator.stages.common import SKIPPED, Dram, LayerContext, StageCost
 from simulator.tiling import Tile
@@ -65,27 +66,22 @@ def swell_cycles(read_bytes: int, write_bytes: int, cfg: DmaConfig) -> int:
 # ----------------------------------------------------------------------------------------------------- adapter
 
 
-def tile_offset(ctx: LayerContext, tile: Tile) -> Pair:
-    """Where the tile's first loaded input row/column lands in its swelled canvas."""
-    layer = ctx.layer
-    top = swell_offset(layer, 0) + tile.in_rows[0] * layer.stride[0] - tile.oh[0]
-    return top, swell_offset(layer, 1)
-
-
 def cost(ctx: LayerContext, tile: Tile) -> StageCost:
-    if ctx.plan.method != "swell":
+    mapping = ctx.mapping
+    if not mapping.swells:
         return SKIPPED
-    src, dst = tile.region("ifmap"), tile.region("ifmap_swelled")
+    src, dst = tile.region(IFMAP), tile.region(mapping.staged)
     return StageCost(cycles=swell_cycles(src.size_bytes, dst.size_bytes, ctx.hw.swell_dma),
                      sram_read_bytes={"ifmap": src.size_bytes}, sram_write_bytes={"ifmap": dst.size_bytes},
-                     writes=("ifmap_swelled",))
+                     writes=(mapping.staged,))
 
 
 def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
-    if ctx.plan.method != "swell":
+    mapping = ctx.mapping
+    if not mapping.swells:
         return
-    dst = tile.region("ifmap_swelled")
+    dst = tile.region(mapping.staged)
     fill = ctx.layer.quant.input.zero_point if ctx.layer.quant is not None else 0  # real 0 in the int8 code
-    staged = place_on_canvas(sram.read(tile.region("ifmap")), ctx.layer.stride, tile_offset(ctx, tile),
+    staged = place_on_canvas(sram.read(tile.region(IFMAP)), ctx.layer.stride, mapping.canvas_offset(tile),
                              dst.shape[1:], fill=fill)  # type: ignore[arg-type]
     sram.write(dst, staged)
