@@ -25,12 +25,11 @@ from hypothesis import strategies as st
 from simulator.cli import main
 from simulator.config import load_config
 from simulator.cosim import Fault, cosim
-from simulator.cosim.check import coordinate, first_difference, parse_writememh
+from simulator.cosim.check import add_int32, coordinate, first_difference, parse_writememh
 from simulator.geometry import ceil_div
+from simulator.pipeline import plan_for
 from simulator.sram import Region, to_physical
-from simulator.stages.common import LayerContext
-from simulator.stages.swell import place_on_canvas, tile_offset
-from simulator.tiling import plan_tiles
+from simulator.stages.swell import place_on_canvas
 
 REPO = Path(__file__).resolve().parent.parent
 HAVE_ICARUS = shutil.which("iverilog") is not None and shutil.which("vvp") is not None
@@ -55,15 +54,15 @@ def swell_rtl_cycles(config: Path, method: str = "swell") -> list[int]:
     functional model (place_on_canvas of the source byte offsets)."""
     cfg = load_config(config)
     layer, hw = cfg.layer, cfg.hardware
-    plan = plan_tiles(layer, hw, method)  # type: ignore[arg-type]
-    ctx = LayerContext(layer, hw, plan)
+    plan = plan_for(layer, hw, method)  # the plan the pipeline runs
+    mapping = plan.mapping
     b = hw.swell_dma.bytes_per_cycle
     out = []
     for tile in plan.tiles:
-        src, dst = tile.region("ifmap"), tile.region("ifmap_swelled")
+        src, dst = tile.region("ifmap"), tile.region(mapping.staged)
         offsets = np.arange(1, src.size_bytes + 1, dtype=np.int64).reshape(src.shape[1], src.shape[2], src.shape[0])
         logical = offsets.transpose(2, 0, 1)  # NHWC bytes -> (C, H, W) of 1 + byte offset
-        canvas = place_on_canvas(logical, layer.stride, tile_offset(ctx, tile), dst.shape[1:], dtype=np.int64)
+        canvas = place_on_canvas(logical, layer.stride, mapping.canvas_offset(tile), dst.shape[1:], dtype=np.int64)
         need = to_physical(canvas, "NHWC", dst.c0).reshape(-1) - 1  # source byte of every swelled byte, -1: fill
         read_beats, write_beats = ceil_div(src.size_bytes, b), ceil_div(dst.size_bytes, b)
         cycle = -1
@@ -97,6 +96,16 @@ def test_parse_writememh_reads_words_little_end_first_and_marks_unknown_bytes() 
     data = parse_writememh(text, 18)
     assert data[:4].tolist() == [0x10, 0x0F, 0x0E, 0x0D]
     assert data[16] == 0x7F and data[17] == -1
+
+
+def test_add_int32_wraps_like_int32_and_keeps_unknown_elements_unknown() -> None:
+    """A later input-channel slice: the RTL's contribution plus the previous slice's psum, element by element."""
+    rtl = np.frombuffer(np.array([2**31 - 1, -5, 7], dtype="<i4").tobytes(), dtype=np.uint8).astype(np.int16)
+    rtl[9] = -1  # one byte of the third element never written
+    base = np.frombuffer(np.array([1, -2**31, 3], dtype="<i4").tobytes(), dtype=np.uint8)
+    out = add_int32(rtl, base)
+    assert np.frombuffer(out[:8].astype(np.uint8).tobytes(), dtype="<i4").tolist() == [-2**31, 2**31 - 5]
+    assert out[8:].tolist() == [-1] * 4
 
 
 def test_first_difference_reports_int32_element_address_and_values() -> None:
@@ -223,6 +232,41 @@ def test_random_small_layers_on_a_4x4_array(p: dict[str, Any], tmp_path_factory:
     config = write_config(tmp / "layer.yaml", layer, seed=p["seed"])
     for method in ("swell", "phase"):
         check_verdicts(cosim(config, method=method, out=tmp / method), config, method)
+
+
+# ifmap and weight SRAM small enough that the planner cuts input-channel slices and column ranges
+SLICED = {"op": "conv_transpose2d", "input_shape": [1, 12, 3, 7], "in_channels": 12, "out_channels": 3,
+          "kernel_size": 3, "stride": 2, "padding": 1, "bias": True}
+
+
+@pytest.mark.rtl
+@pytest.mark.skipif(not HAVE_ICARUS, reason="Icarus Verilog not installed")
+@pytest.mark.parametrize(("method", "ifmap_bytes", "tiles", "fold_cycles"), [
+    # 3 oc x 2 ic x 1 row x 10 cols, then the 3 remaining columns: 13 swelled columns = 10 + 3; six slices each.
+    # Per slice T = 3*3*2 = 18: ceil(10/4) folds of 18 + 4 + 4 - 2 cycles, then one fold for 3 columns
+    ("swell", 192, 12, [3 * 24] * 6 + [24] * 6),
+    # 1 oc x 4 ic x 5 rows x 8 cols of 13, three slices each. Per slice 4 phase jobs of T = ceil(3/2)**2 * 4 = 16
+    # (kernel taps per phase 2x2, with zero-padded taps for the phases with one): outputs (3|2 rows) x (4|4 cols)
+    # of 8 columns, (3|2) x (3|2) of the last 5: folds ceil(12/4) + ceil(12/4) + ceil(8/4) + ceil(8/4) = 10,
+    # and 3 + 2 + 2 + 1 = 8, of 16 + 6 cycles
+    ("phase", 128, 6, [10 * 22] * 3 + [8 * 22] * 3),
+])
+def test_input_channel_slices_and_width_tiles_match_the_rtl(method: str, ifmap_bytes: int, tiles: int,
+                                                            fold_cycles: list[int], tmp_path: Path) -> None:
+    """The RTL runs each slice's folds from zeroed accumulators; a later slice's result plus the previous slice's
+    dumped psum equals its dump, and the RTL's busy cycles equal the MAC cost less its psum preload term."""
+    hw = {**SMALL_HW, "sram": {"ifmap": {"size_bytes": ifmap_bytes, "num_banks": 1, "bank_width_bytes": 4},
+                               "weight": {"size_bytes": 256, "num_banks": 1, "bank_width_bytes": 4}}}
+    config = write_config(tmp_path / "l.yaml", SLICED, hw, seed=1)
+    plan = plan_for(load_config(config).layer, load_config(config).hardware, method)
+    checked = plan.tiles[:tiles]
+    assert {t.ic_slice for t in checked} == set(range(checked[0].ic_slices)) and checked[0].ic_slices > 1
+    assert len({t.ow for t in checked}) == 2  # two column ranges
+    verdicts = cosim(config, method=method, out=tmp_path / "o", tiles=tiles)
+    check_verdicts(verdicts, config, method)
+    assert all(v.passed for v in verdicts), [v.line for v in verdicts]
+    [mac] = [v for v in verdicts if v.stage == "mac_array"]
+    assert [rtl_c for _, rtl_c, _ in mac.tiles] == fold_cycles
 
 
 @pytest.mark.rtl

@@ -62,6 +62,19 @@ def coordinate(region: Region, offset: int) -> str:
     return "[" + ", ".join(str(int(i)) for i in np.unravel_index(item - 1, region.shape)) + "]"
 
 
+def add_int32(rtl: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """``rtl`` (bytes as :func:`parse_writememh` returns them) plus ``base`` (uint8 bytes), int32 element by element
+    with wrap-around, as the bytes of the sum; an element with an unknown RTL byte stays unknown."""
+    words = rtl.reshape(-1, 4)
+    unknown = (words < 0).any(axis=1)
+    total = (words.clip(0).astype(np.uint8).view("<i4").reshape(-1).astype(np.int64)
+             + base.astype(np.uint8).view("<i4").astype(np.int64))
+    # mod 2**32: the int32 wrap-around, as little-endian bytes
+    out = (total & 0xFFFFFFFF).astype(np.uint32).view(np.uint8).reshape(-1, 4).astype(np.int16)
+    out[unknown] = UNKNOWN
+    return out.reshape(-1)
+
+
 def _int32(values: np.ndarray) -> str:
     if (values < 0).any():
         return "unknown (never written)"

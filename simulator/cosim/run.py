@@ -22,9 +22,9 @@ from simulator.data import make_tensors
 from simulator.dump import Dumps, DumpWriter, compact, parse_hex
 from simulator.errors import ConvsimError
 from simulator.files import atomic_write_text, check_writable_dir
+from simulator.mapping import mapping_for
 from simulator.pipeline import simulate_layer
 from simulator.stages.common import LayerContext
-from simulator.tiling import method_for
 
 EXIT_OK, EXIT_MISMATCH = 0, 1
 TB_INPUTS = (
@@ -101,10 +101,14 @@ def _verdict(stage: str, tasks: list[SwellTask | MacTask], results: list[dict[st
         model_cycles += task.model_cycles
         if result["rtl_cycles"] != task.model_cycles and cycle_miss is None:
             cycle_miss = f"tile {task.tile}: rtl {result['rtl_cycles']} cycles, model {task.model_cycles}"
-        for mem, output in zip(task.expect, result["outputs"], strict=True):
+        previous = getattr(task, "previous", ()) or (None,) * len(task.expect)
+        for mem, output, before in zip(task.expect, result["outputs"], previous, strict=True):
             buf = getattr(hw.sram, mem.buffer)
             _, model = parse_hex(Path(mem.path).read_text(), mem.size_bytes, mem.path)
             rtl = check.parse_writememh(Path(output["path"]).read_text(), mem.size_bytes)
+            if before is not None:  # a later input-channel slice: the RTL computed this slice's contribution
+                _, prior = parse_hex(Path(before.path).read_text(), before.size_bytes, before.path)
+                rtl = check.add_int32(rtl, prior)
             compared += mem.size_bytes
             diff = check.first_difference(mem.as_region(), rtl, model)
             if diff is not None and first is None:
@@ -141,13 +145,13 @@ def cosim(config: Path, stage: str = "all", tiles: int | None = None, wave: Path
     if method is not None:
         cfg = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"transposed_conv": method})})
     index, chosen = _select_layer(cfg, layer)
-    mapping = method_for(chosen, cfg.engine.transposed_conv)
+    mapping = mapping_for(chosen, cfg.hardware, cfg.engine.transposed_conv)
     hw = cfg.hardware
     if stage in ("all", "mac_array") and hw.mac_array.dataflow != "os":
         raise ConvsimError(f"hardware.mac_array.dataflow={hw.mac_array.dataflow!r}: the shipped mac_array RTL is "
                            f"output-stationary (os) only")
-    if stage == "swell" and mapping != "swell":
-        raise ConvsimError(f"--stage swell: method {mapping} has no swell stage to check")
+    if stage == "swell" and not mapping.swells:
+        raise ConvsimError(f"--stage swell: method {mapping.name} has no swell stage to check")
     harness.check_tools()
     harness.sources(Path(rtl) if rtl is not None else None)  # missing RTL fails here, before anything is written
     # absolute: the simulator runs in the build directory and reads the dump files by these paths
