@@ -81,7 +81,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_from_torch(args: argparse.Namespace) -> int:
     from simulator.golden.from_torch import from_torch, report_lines
 
-    path, captured = from_torch(args.target, args.input_shape, name=args.name, out=args.out, force=args.force)
+    path, captured = from_torch(args.target, args.input_shape, name=args.name, out=args.out, force=args.force,
+                                quantize=args.quantize, calibration=args.calibration)
     print("\n".join(report_lines(path, captured)))
     return EXIT_OK
 
@@ -190,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     torch_.add_argument("--out", default=None, metavar="FILE",
                         help="config file to write (default: configs/<name>.yaml)")
     torch_.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    torch_.add_argument("--quantize", action="store_true",
+                        help="quantize a float model with torch.ao post-training quantization (fbgemm) first")
+    torch_.add_argument("--calibration", default=None, metavar="FILE.npy",
+                        help="float calibration inputs (N,C,H,W) for --quantize (default: 8 random batches)")
     torch_.set_defaults(handler=_cmd_from_torch)
 
     inspect = command("inspect", "look at a run's per-stage SRAM dumps (DIR/<layer> for a network)",

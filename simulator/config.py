@@ -73,6 +73,106 @@ PositiveInt = Annotated[int, BeforeValidator(_not_bool), Field(ge=1)]
 NonNegInt = Annotated[int, BeforeValidator(_not_bool), Field(ge=0)]
 
 
+Int8 = Annotated[int, BeforeValidator(_not_bool), Field(ge=-128, le=127)]
+Scale = Annotated[float, BeforeValidator(_not_bool), Field(gt=0, allow_inf_nan=False)]
+Q31_MAX = 2**31 - 1
+
+
+def _scalar_or_list(value: Any) -> Any:
+    """A per-channel list stays a tuple; one number stays a number."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+class TensorQuant(_Frozen):
+    """Affine int8 quantization of an activation: real = scale * (q - zero_point)."""
+
+    scale: Scale
+    zero_point: Int8 = 0
+
+
+class WeightQuant(_Frozen):
+    """Affine int8 quantization of the weight: one scale, or one per output channel (a list); one zero point."""
+
+    scale: Scale | tuple[Scale, ...]
+    zero_point: Int8 = 0
+
+    _list = field_validator("scale", mode="before")(lambda v: _scalar_or_list(v))
+
+    @property
+    def per_channel(self) -> bool:
+        return isinstance(self.scale, tuple)
+
+    def scales(self, out_channels: int) -> tuple[float, ...]:
+        """The scale of every output channel."""
+        return self.scale if isinstance(self.scale, tuple) else (self.scale,) * out_channels
+
+
+class QuantConfig(_Frozen):
+    """A quantized layer: int8 ifmap and weight with zero points, int32 bias at scale input.scale * weight.scale[c],
+    int8 ofmap from the output converter (rounding profile, output zero point, optional ReLU clamp).
+    docs/quantization.md has the formulas."""
+
+    input: TensorQuant
+    weight: WeightQuant
+    output: TensorQuant
+    rounding: Literal["fp32_rne", "tflite_double", "single_round"] = "fp32_rne"
+    activation: Literal["none", "relu"] = "none"
+    multiplier: tuple[Annotated[int, BeforeValidator(_not_bool), Field(ge=0, le=Q31_MAX)], ...] | None = None
+    shift: tuple[Annotated[int, BeforeValidator(_not_bool), Field(ge=-31, le=30)], ...] | None = None
+    bias_float: tuple[Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False)], ...] | None = None
+
+    _lists = field_validator("multiplier", "shift", "bias_float", mode="before")(lambda v: _scalar_or_list(v))
+
+    @model_validator(mode="after")
+    def _registers(self) -> QuantConfig:
+        if (self.multiplier is None) != (self.shift is None):
+            raise ValueError("multiplier and shift are given together (the converter's two registers) or not at all")
+        if self.multiplier is not None and self.shift is not None:
+            if self.rounding == "fp32_rne":
+                raise ValueError("multiplier/shift registers need an integer rounding profile (tflite_double or "
+                                 "single_round), not rounding=fp32_rne")
+            if len(self.multiplier) != len(self.shift):
+                raise ValueError(f"multiplier has {len(self.multiplier)} entries, shift {len(self.shift)}: give one "
+                                 "pair per output channel (or one pair)")
+        if self.bias_float is not None and self.rounding != "fp32_rne":
+            raise ValueError(f"bias_float is the fp32_rne converter's float bias, not used by rounding={self.rounding}")
+        return self
+
+    def effective_scales(self, out_channels: int) -> tuple[float, ...]:
+        """``s_x * s_w[c] / s_y`` per channel, in double precision from the scales as written."""
+        return tuple(self.input.scale * s / self.output.scale for s in self.weight.scales(out_channels))
+
+    def registers(self, out_channels: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The integer profiles' (multiplier, shift) per output channel: given, or TFLite's QuantizeMultiplier of
+        the effective scale."""
+        from simulator.quant import quantize_multiplier
+
+        if self.multiplier is not None and self.shift is not None:
+            if len(self.multiplier) == 1:
+                return self.multiplier * out_channels, self.shift * out_channels
+            return self.multiplier, self.shift
+        pairs = [quantize_multiplier(s, self.rounding == "single_round") for s in self.effective_scales(out_channels)]
+        return tuple(m for m, _ in pairs), tuple(s for _, s in pairs)
+
+    def check_layer(self, out_channels: int) -> None:
+        """Rules that need the layer's output channel count."""
+        if self.weight.per_channel and len(self.weight.scales(out_channels)) != out_channels:
+            raise ValueError(f"quant.weight.scale has {len(self.weight.scales(out_channels))} entries, "
+                             f"out_channels={out_channels} (one number, or one per output channel)")
+        if self.multiplier is not None and len(self.multiplier) not in (1, out_channels):
+            raise ValueError(f"quant.multiplier has {len(self.multiplier)} entries: one, or out_channels="
+                             f"{out_channels}")
+        if self.bias_float is not None and len(self.bias_float) != out_channels:
+            raise ValueError(f"quant.bias_float has {len(self.bias_float)} entries, out_channels={out_channels}")
+        if self.rounding != "fp32_rne" and self.multiplier is None:
+            for c, (scale, (_, shift)) in enumerate(zip(self.effective_scales(out_channels),
+                                                        zip(*self.registers(out_channels), strict=True),
+                                                        strict=True)):
+                if shift > 30:
+                    raise ValueError(f"quant: effective scale s_x*s_w/s_y = {scale:g} (channel {c}) needs a left "
+                                     f"shift of {shift} bits; rounding={self.rounding} supports at most 30")
+
+
 class LayerConfig(_Frozen):
     """One convolution layer, with torch's argument names."""
 
@@ -89,6 +189,9 @@ class LayerConfig(_Frozen):
     groups: PositiveInt = 1
     bias: bool = True
     padding_mode: Literal["zeros"] = "zeros"
+    quant: QuantConfig | None = None  # absent: int8 x int8 -> int32 ofmap, no output converter
+    input: Literal["data", "previous"] = "data"  # previous: the previous layer's int8 ofmap (a quantized network)
+    data: DataConfig | None = None  # this layer's tensors, instead of the config's data: (e.g. from-torch weights)
 
     _pairs = field_validator("kernel_size", "stride", "padding", "output_padding", "dilation", mode="before")(
         lambda v: _pair(v)
@@ -119,6 +222,8 @@ class LayerConfig(_Frozen):
                     f"output_padding={list(self.output_padding)} must be smaller than stride or dilation "
                     f"(stride={list(self.stride)}, dilation={list(self.dilation)})"
                 )
+        if self.quant is not None:
+            self.quant.check_layer(self.out_channels)
         oh, ow = self.output_hw
         if oh <= 0 or ow <= 0:
             raise ValueError(
@@ -195,6 +300,11 @@ class LayerConfig(_Frozen):
     def is_transposed(self) -> bool:
         return self.op == "conv_transpose2d"
 
+    @property
+    def ofmap_dtype(self) -> str:
+        """The ofmap the engine stores: int8 from the output converter when quantized, else int32."""
+        return "int8" if self.quant is not None else "int32"
+
 
 # ---------------------------------------------------------------------------------------------------------- data
 
@@ -228,6 +338,9 @@ class DataConfig(_Frozen):
     ifmap: Annotated[Literal["random"] | FileSource, _source("random")] = "random"
     weight: Annotated[Literal["pattern", "random"] | FileSource, _source("pattern", "random")] = "pattern"
     bias: Annotated[Literal["zeros", "random"] | FileSource, _source("zeros", "random")] = "zeros"
+
+
+LayerConfig.model_rebuild()  # its per-layer data: field names DataConfig, defined above
 
 
 # ------------------------------------------------------------------------------------------------------ hardware
@@ -415,12 +528,38 @@ class SimConfig(_Frozen):
                         f"data.weight=pattern gives w[i,j]=i*kw+j+1 up to {kh * kw} for kernel_size={[kh, kw]} "
                         f"(layer {layer.name!r}), which leaves int8 (max {INT8_MAX}); use weight: random"
                     )
+        self._check_chain()
         return self
+
+    def _check_chain(self) -> None:
+        """``input: previous`` reads the previous layer's int8 ofmap: shapes, scales and zero points must agree."""
+        for i, layer in enumerate(self.layers):
+            if layer.input != "previous":
+                continue
+            where = f"layers[{i}] ({layer.name!r}): input=previous"
+            if i == 0:
+                raise ValueError(f"{where} needs a previous layer")
+            prev = self.layers[i - 1]
+            if prev.quant is None or layer.quant is None:
+                missing = prev.name if prev.quant is None else layer.name
+                raise ValueError(f"{where} chains int8 tensors: layer {missing!r} needs a quant: section")
+            if tuple(layer.input_shape) != tuple(prev.output_shape):
+                raise ValueError(f"{where}: input_shape={list(layer.input_shape)}, but layer {prev.name!r} "
+                                 f"outputs {list(prev.output_shape)}")
+            have, want = layer.quant.input, prev.quant.output
+            if (have.scale, have.zero_point) != (want.scale, want.zero_point):
+                raise ValueError(f"{where}: quant.input (scale {have.scale!r}, zero_point {have.zero_point}) must "
+                                 f"equal the quant.output of layer {prev.name!r} (scale {want.scale!r}, zero_point "
+                                 f"{want.zero_point})")
 
     @property
     def layer(self) -> LayerConfig:
         """The single layer of a one-layer config."""
         return self.layers[0]
+
+    def layer_data(self, layer: LayerConfig) -> DataConfig:
+        """Where a layer's tensors come from: its own ``data:`` if it has one, else the config's."""
+        return layer.data if layer.data is not None else self.data
 
 
 # ---------------------------------------------------------------------------------------------------------- loading
@@ -535,6 +674,15 @@ def config_from_mapping(raw: dict[str, Any], base_dir: Path, source: str = "conf
         hw_source = f"{source} (hardware file {base_dir / hw})"
     if "data" in raw:
         raw["data"] = _resolve_data_files(raw["data"], base_dir)
+    for key in ("layer", "layers"):  # a layer's own data: files are relative to the config too
+        entries = raw.get(key)
+        items = entries if isinstance(entries, list) else [entries] if isinstance(entries, dict) else []
+        resolved = [{**e, "data": _resolve_data_files(e["data"], base_dir)} if isinstance(e, dict) and "data" in e
+                    else e for e in items]
+        if isinstance(entries, list):
+            raw[key] = resolved
+        elif isinstance(entries, dict):
+            raw[key] = resolved[0]
     try:
         return SimConfig.model_validate(raw)
     except ValidationError as err:
@@ -573,7 +721,10 @@ __all__ = [
     "FileSource",
     "HardwareConfig",
     "LayerConfig",
+    "QuantConfig",
     "SimConfig",
+    "TensorQuant",
+    "WeightQuant",
     "config_from_mapping",
     "load_config",
 ]

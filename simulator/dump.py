@@ -39,11 +39,12 @@ from simulator.files import (
 )
 from simulator.inputs import MAX_JSON_BYTES, npy_from_bytes, read_bytes
 from simulator.sram import ACTIVATION_LAYOUTS, Region, Sram, bank_mapping, decode_region
+from simulator.stages import output_convert
 from simulator.stages.common import StageCost
 from simulator.tiling import Tile
 
 FORMAT = "convsim-dumps/1"
-STAGE_ORDER = ("load", "swell", "weight_transpose", "mac_array", "writeback")
+STAGE_ORDER = ("load", "swell", "weight_transpose", "mac_array", "writeback", "output_convert")
 DEFAULT_BUDGET_BYTES = 64 * 1024 * 1024  # per layer; see docs/dumps.md for measured figures
 MAX_DUMP_BYTES = 1 << 30  # per layer even with --dump-tiles N: a disk is not unbounded either
 NPY_HEADER_BYTES = 128
@@ -234,7 +235,7 @@ class DumpWriter:
         rel = Path(stage) / f"tile{tile.index:04d}"
         buffers = []
         for name in dict.fromkeys(cost.writes):
-            region = tile.region(name)
+            region = output_convert.int8_region(tile) if name == output_convert.REGION else tile.region(name)
             buffers.append(self._dump_region(rel, stage, tile, region, sram.raw(region)))
         self.records[(stage, tile.index)] = {"skipped": False, "buffers": buffers}
 

@@ -172,7 +172,8 @@ def compare_config(cfg: SimConfig, golden_dir: Path) -> list[LayerComparison]:
     out = []
     for index, layer, case_dir in layer_dirs(cfg, golden_dir / cfg.name):
         case = load_case(case_dir)
-        tensors = case.tensors if case else make_tensors(cfg.data, layer, index if cfg.is_network else None)
+        tensors = case.tensors if case else make_tensors(
+            cfg.layer_data(layer), layer, index if cfg.is_network else None)
         out.append(compare_layer(layer, cfg.hardware, tensors, case.ofmap if case else None, case_dir))
     return out
 

@@ -27,7 +27,7 @@ from simulator.errors import ConvsimError
 from simulator.mapping import mapping_for
 from simulator.report import LayerReport, TileEvent, summarize
 from simulator.sram import Sram
-from simulator.stages import dma_load, mac_array, swell, weight_transpose, writeback
+from simulator.stages import dma_load, mac_array, output_convert, swell, weight_transpose, writeback
 from simulator.stages.common import Dram, LayerContext, StageCost
 from simulator.tiling import Tile, TilePlan, plan_tiles
 
@@ -36,18 +36,20 @@ STAGES: tuple[tuple[str, ModuleType], ...] = (
     ("swell", swell),  # swelling DMA: zero insertion and border (swelling method only)
     ("weight_transpose", weight_transpose),  # flip + per-group channel swap, or the phase split
     ("mac_array", mac_array),  # systolic array: the tile's conv jobs, int32 accumulators
-    ("writeback", writeback),  # bias add, int32 ofmap (phase interleave), DMA store to DRAM
+    ("writeback", writeback),  # bias add, int32 ofmap (phase interleave), DMA store to DRAM (int32 layers)
+    ("output_convert", output_convert),  # quantized layers: int32 -> int8 requantization, DMA store of int8
 )
 STAGE_NAMES = tuple(name for name, _ in STAGES)
 # double-buffered: which stage of tile t-2 must finish before this stage may reuse the slot
-SLOT_RELEASED_BY = {"load": "mac_array", "mac_array": "writeback"}
+SLOT_RELEASED_BY = {"load": "mac_array", "mac_array": "output_convert"}  # (0 cycles when skipped: = writeback)
 
 Observer = Callable[[str, Tile, Sram, StageCost], None]
 
 
 @dataclass(frozen=True)
 class SimResult:
-    """One simulated layer: the int32 ofmap (None when timing only), the report and the tile timeline."""
+    """One simulated layer: the ofmap (int32, or int8 for a quantized layer; None when timing only), the report
+    and the tile timeline. ``acc``: a quantized layer's int32 accumulators (what the output converter read)."""
 
     layer: LayerConfig
     ofmap: np.ndarray | None
@@ -55,6 +57,7 @@ class SimResult:
     events: tuple[TileEvent, ...]
     plan: TilePlan
     tensors: LayerTensors | None
+    acc: np.ndarray | None = None
 
 
 def schedule(costs: list[list[int]], overlap: str) -> tuple[list[list[int]], list[list[int]]]:
@@ -82,7 +85,7 @@ def schedule(costs: list[list[int]], overlap: str) -> tuple[list[list[int]], lis
 
 def _tensors(cfg: SimConfig, layer: LayerConfig, index: int, ifmap: np.ndarray | None, weight: np.ndarray | None,
              bias: np.ndarray | None) -> LayerTensors:
-    made = make_tensors(cfg.data, layer, index if cfg.is_network else None)
+    made = make_tensors(cfg.layer_data(layer), layer, index if cfg.is_network else None)
     ifmap_ = made.ifmap if ifmap is None else checked_tensor(ifmap, "ifmap", layer.input_shape, 8)
     weight_ = made.weight if weight is None else checked_tensor(weight, "weight", layer.weight_shape, 8)
     if bias is None:
@@ -105,13 +108,13 @@ def _dram_ifmap(ifmap: np.ndarray, hw: HardwareConfig) -> np.ndarray:
     return ifmap
 
 
-def _dram_ofmap(layer: LayerConfig, hw: HardwareConfig) -> np.ndarray:
+def _dram_ofmap(layer: LayerConfig, hw: HardwareConfig, dtype: str = "int32") -> np.ndarray:
     """The zeroed DRAM ofmap, logically (N, C, OH, OW). With ``dram_layout: native`` and NHWC activations DRAM
     holds it channels-last, as the store writes it (the returned array is an NCHW view of that memory)."""
     n, c, oh, ow = layer.output_shape
     if _native_nhwc(hw):
-        return np.zeros((n, oh, ow, c), dtype=np.int32).transpose(0, 3, 1, 2)
-    return np.zeros((n, c, oh, ow), dtype=np.int32)
+        return np.zeros((n, oh, ow, c), dtype=dtype).transpose(0, 3, 1, 2)
+    return np.zeros((n, c, oh, ow), dtype=dtype)
 
 
 def overlap_of(plan: TilePlan, hw: HardwareConfig) -> str:
@@ -169,7 +172,9 @@ def simulate_layer(layer: LayerConfig, hw: HardwareConfig, method_choice: str, t
     dram = sram = None
     if tensors is not None:
         sram = Sram(hw.sram)
-        dram = Dram(_dram_ifmap(tensors.ifmap, hw), tensors.weight, tensors.bias, _dram_ofmap(layer, hw))
+        dram = Dram(_dram_ifmap(tensors.ifmap, hw), tensors.weight, tensors.bias,
+                    _dram_ofmap(layer, hw, layer.ofmap_dtype),
+                    _dram_ofmap(layer, hw) if layer.quant is not None else None)
     costs_of = tile_costs(ctx)
     for tile in plan.tiles:
         row = costs_of(tile)
@@ -194,7 +199,8 @@ def simulate_layer(layer: LayerConfig, hw: HardwareConfig, method_choice: str, t
     events = tuple(TileEvent(STAGE_NAMES[s], t, starts[t][s], ends[t][s], fj(s, costs[t][s]))
                    for t in range(len(costs)) for s in range(len(STAGES)) if not costs[t][s].skipped)
     report = summarize(layer, hw, plan, STAGE_NAMES, costs, starts, ends)
-    return SimResult(layer, dram.ofmap if dram is not None else None, report, events, plan, tensors)
+    return SimResult(layer, dram.ofmap if dram is not None else None, report, events, plan, tensors,
+                     dram.acc if dram is not None else None)
 
 
 def simulate(cfg: SimConfig, ifmap: np.ndarray | None = None, weight: np.ndarray | None = None,

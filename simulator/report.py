@@ -98,9 +98,13 @@ class LayerReport:
     zero_mac_energy_fj: int = 0
     zero_mac_energy_pj: float = 0.0
     energy_table: dict[str, Any] = field(default_factory=dict)
+    quant: str | None = None  # a quantized layer: what its output converter does and that the store moves int8
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if out["quant"] is None:  # an int32 layer's report is as before
+            del out["quant"]
+        return out
 
     def stage(self, name: str) -> StageSummary:
         return next(s for s in self.stages if s.name == name)
@@ -114,7 +118,9 @@ class LayerReport:
         total = (f"total: {self.num_tiles} tile(s), {self.cycles:,} cycles = {self.time_us:,.3f} us at "
                  f"{self.clock_mhz:g} MHz; DRAM {self.dram_read_bytes:,} B read / {self.dram_write_bytes:,} B "
                  "written; peak SRAM " + ", ".join(f"{k} {v:,} B" for k, v in self.peak_sram_bytes.items()))
-        return "\n".join([head, columns, *(s.line() for s in self.stages), *macs, total, self.energy_line()])
+        quant = [f"quantized: {self.quant}"] if self.quant else []
+        return "\n".join([head, columns, *(s.line() for s in self.stages), *macs, *quant, total,
+                          self.energy_line()])
 
     def energy_line(self) -> str:
         """Energy in total and by action, and what the MACs on inserted zeros cost."""
@@ -168,13 +174,23 @@ def summarize(layer: LayerConfig, hw: HardwareConfig, plan: TilePlan, names: tup
         peak_sram_bytes=dict(plan.peak_bytes), macs_issued=mac.macs_issued or 0, macs_useful=mac.macs_useful or 0,
         utilization_issued=mac.utilization_issued or 0.0, utilization_useful=mac.utilization_useful or 0.0,
         stages=tuple(stages), tile_shape=plan.shape(), macs_on_zeros=(mac.macs_issued or 0) - (mac.macs_useful or 0),
-        **_energy_fields(sum_energy(energies)), energy_table=table.as_pj())
+        **_energy_fields(sum_energy(energies)), energy_table=table.as_pj(), quant=_quant_line(layer))
 
 
 def _energy_fields(energy: Energy) -> dict[str, Any]:
     return dict(energy_fj=energy.fj, energy_fj_by_action=dict(energy.fj_by_action), energy_pj=energy.pj,
                 energy_pj_by_action=energy.pj_by_action, zero_mac_energy_fj=energy.zero_mac_fj,
                 zero_mac_energy_pj=energy.zero_mac_fj / 1000)
+
+
+def _quant_line(layer: LayerConfig) -> str | None:
+    q = layer.quant
+    if q is None:
+        return None
+    weights = "per-channel" if q.weight.per_channel else "per-tensor"
+    return (f"int8 in (zero point {q.input.zero_point}), {weights} int8 weights (zero point {q.weight.zero_point}), "
+            f"int32 accumulators -> output_convert ({q.rounding}, zero point {q.output.zero_point}, activation "
+            f"{q.activation}) -> int8 ofmap; the DRAM store moves int8")
 
 
 def chrome_trace(events: tuple[TileEvent, ...], names: tuple[str, ...], clock_mhz: float,

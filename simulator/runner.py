@@ -10,10 +10,13 @@ totals. Golden cases live at ``<golden-dir>/<name>/`` (single layer) or ``<golde
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from simulator import progress
 from simulator.compare import compare
@@ -83,7 +86,7 @@ def run_config(config: Path, out: str | None, golden_dir: Path, dumps: bool = Tr
     cfg = load_config(config)
     run_dir = Path(out) if out else runs_root / cfg.name
     names = ({**{layer.name: True for layer in cfg.layers}, "report.json": False} if cfg.is_network
-             else {"ofmap.npy": False, "report.json": False, "trace.json": False, "dumps": True})
+             else {"ofmap.npy": False, "acc.npy": False, "report.json": False, "trace.json": False, "dumps": True})
     check_run_dir(run_dir, golden_dir, cfg.name, names)  # before simulating: never fail after the work is done
     verdicts: list[Verdict] = []
     reports: list[LayerReport] = []
@@ -92,16 +95,23 @@ def run_config(config: Path, out: str | None, golden_dir: Path, dumps: bool = Tr
         entries = layer_dirs(cfg, stage)
         golden_entries = layer_dirs(cfg, golden_dir / cfg.name)
         pairs = list(zip(entries, golden_entries, strict=True))
+        previous: np.ndarray | None = None
         for (index, layer, layer_dir), (_, _, gold_dir) in progress.bar(pairs, len(pairs), f"{cfg.name}", "layer"):
             started = time.perf_counter()
             case = load_case(gold_dir) if compare_golden else None
             if case is not None:
                 check_case_matches(case, gold_dir, layer, cfg.hardware.accumulator.on_overflow)
-            tensors = case.tensors if case else make_tensors(cfg.data, layer, index if cfg.is_network else None)
+            tensors = case.tensors if case else make_tensors(cfg.layer_data(layer), layer,
+                                                             index if cfg.is_network else None)
+            if layer.input == "previous" and previous is not None and layer.quant is not None:
+                tensors = LayerTensors(previous, tensors.weight, tensors.bias)  # the chain: this run's own output
+                print(f"{layer.name}: input = layer {cfg.layers[index - 1].name}'s int8 ofmap (scale "
+                      f"{layer.quant.input.scale!r}, zero_point {layer.quant.input.zero_point})")
             result = _simulate(cfg, layer, tensors, layer_dir / "dumps" if dumps else None, dump_tiles)
             verdict = _verdict(config, cfg, layer, case, result, gold_dir, golden_dir, compare_golden)
             verdicts.append(Verdict(**{**verdict.to_dict(), "seconds": time.perf_counter() - started}))
             _write_run(layer_dir, result, trace, verdict)
+            previous = result.ofmap
             reports.append(result.report)
         if cfg.is_network:
             _write_network(cfg, stage, reports, [v.outcome for v in verdicts])
@@ -145,11 +155,17 @@ def _verdict(config: Path, cfg: SimConfig, layer: LayerConfig, case: GoldenCase 
         print(f"{layer.name}: NO GOLDEN: {detail}")
         return Verdict(**common, outcome="NO GOLDEN", detail=detail, golden=str(gold_dir))
     cmp = compare(case.ofmap, result.ofmap)  # type: ignore[arg-type]
-    print(f"{layer.name}: {'PASS' if cmp.equal else 'FAIL'} against {gold_dir}")
-    if cmp.equal:
+    acc_cmp = compare(case.acc, result.acc) if case.acc is not None and result.acc is not None else None
+    ok = cmp.equal and (acc_cmp is None or acc_cmp.equal)
+    what = " (int8 ofmap and int32 accumulators)" if acc_cmp is not None else ""
+    print(f"{layer.name}: {'PASS' if ok else 'FAIL'} against {gold_dir}{what}")
+    if ok:
         return Verdict(**common, outcome="PASS", golden=str(gold_dir))
-    print(cmp.report())
-    return Verdict(**common, outcome="FAIL", detail=cmp.report(), golden=str(gold_dir))
+    reports = [cmp.report()] if not cmp.equal else []
+    if acc_cmp is not None and not acc_cmp.equal:
+        reports.append(acc_cmp.report("accumulators"))
+    print("\n".join(reports))
+    return Verdict(**common, outcome="FAIL", detail="\n".join(reports), golden=str(gold_dir))
 
 
 def _write_network(cfg: SimConfig, run_dir: Path, reports: list[LayerReport], verdicts: list[str]) -> None:
@@ -159,12 +175,17 @@ def _write_network(cfg: SimConfig, run_dir: Path, reports: list[LayerReport], ve
     layers: list[dict[str, Any]] = [
         {**{k: v for k, v in r.to_dict().items() if k != "stages"}, "verdict": v, "report": f"{r.layer}/report.json"}
         for r, v in zip(reports, verdicts, strict=True)]
+    for i, (entry, layer) in enumerate(zip(layers, cfg.layers, strict=True)):
+        if layer.input == "previous":  # the chain: this layer read the previous layer's int8 ofmap
+            entry["input"] = f"previous: {cfg.layers[i - 1].name}"
     atomic_write_json(run_dir / "report.json", {"name": cfg.name, "method": cfg.engine.transposed_conv,
                                                 "totals": network_totals(reports, num_pes), "layers": layers})
 
 
 def _write_run(layer_dir: Path, result: SimResult, trace: bool, verdict: Verdict) -> None:
     write_bytes(layer_dir / "ofmap.npy", npy_bytes(result.ofmap))  # type: ignore[arg-type]
+    if result.acc is not None:  # a quantized layer: its int32 accumulators too
+        write_bytes(layer_dir / "acc.npy", npy_bytes(result.acc))
     atomic_write_json(layer_dir / "report.json", {**result.report.to_dict(), "verdict": verdict.outcome,
                                                   "golden": verdict.golden})
     if trace:
@@ -210,9 +231,13 @@ def golden_configs(configs: list[Path], golden_dir: Path, check: bool = False) -
         progress.announce(i, len(loaded), str(config))
         case_dir = golden_dir / cfg.name
         files: dict[str, bytes] = {}
+        previous: np.ndarray | None = None
         for index, layer, rel in progress.bar(layer_dirs(cfg, Path()), len(cfg.layers), cfg.name, "layer"):
-            layer_files = case_files(cfg, layer, index if cfg.is_network else None, config_dir=config.parent)
+            chained = previous if layer.input == "previous" else None
+            layer_files = case_files(cfg, layer, index if cfg.is_network else None, config_dir=config.parent,
+                                     ifmap=chained)
             files.update({(rel / name).as_posix(): data for name, data in layer_files.items()})
+            previous = np.load(io.BytesIO(layer_files["ofmap.npy"]), allow_pickle=False)
         if not check:
             write_case(case_dir, files)
             print(f"{case_dir}: written ({len(files)} files, {sum(map(len, files.values())):,} bytes)")

@@ -161,7 +161,8 @@ def evaluate(cfg: SimConfig, verify: bool, golden_dir: str | None) -> list[dict[
         tensors = verdict = None
         if verify:
             case = load_case(gold)
-            tensors = case.tensors if case else make_tensors(cfg.data, layer, index if cfg.is_network else None)
+            tensors = case.tensors if case else make_tensors(
+                cfg.layer_data(layer), layer, index if cfg.is_network else None)
         result = simulate_layer(layer, cfg.hardware, cfg.engine.transposed_conv, tensors)
         if verify:
             verdict = "NO GOLDEN" if case is None else ("PASS" if compare(case.ofmap, result.ofmap).equal else "FAIL")

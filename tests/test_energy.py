@@ -346,6 +346,7 @@ def test_worked_example_in_docs_by_hand():
         "weight_transpose": (weight, weight, 0, 0, 0),
         "mac_array": (swelled + weight, psum, 0, 0, issued_swell),
         "writeback": (2 * psum + bias, psum, 0, ofmap, 0),
+        "output_convert": (0, 0, 0, 0, 0),  # an int32 layer: the output converter is skipped
     }
     expected = {name: (r + w) * sram + (dr + dw) * dram + m * mac for name, (r, w, dr, dw, m) in stages.items()}
     cfg = load_config(REPO / "configs" / "dcgan_128_64.yaml")
@@ -370,7 +371,7 @@ def test_worked_example_in_docs_by_hand():
     # the figures the page quotes
     pj = lambda fj: f"{fj // 1000:,}" + (f".{fj % 1000:03d}".rstrip("0") if fj % 1000 else "")  # noqa: E731
     quoted = [f"{issued_swell:,}", f"{useful:,}", f"{issued_swell - useful:,}", f"{issued_phase:,}",
-              f"{issued_phase - useful:,}", *(f"= {pj(v)} |" for v in expected.values()),
+              f"{issued_phase - useful:,}", *(f"= {pj(v)} |" for k, v in expected.items() if k != "output_convert"),
               f"**{pj(total_swell)}**", f"**{pj(zeros_swell)} pJ**", f"**{pj(total_phase)} pJ**",
               f"saves {pj(total_swell - total_phase)} pJ, {(total_swell - total_phase) / total_swell:.1%}",
               f"**{pj(total_swell - zeros_swell)} pJ**", f"mac {pj(issued_swell * mac)} pJ",

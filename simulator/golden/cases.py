@@ -32,8 +32,12 @@ from simulator.inputs import MAX_JSON_BYTES, read_bytes, read_npy
 
 GENERATOR_VERSION = "2"
 TENSORS = {"ifmap": ("int8", "NCHW"), "weight": ("int8", "torch"), "bias": ("int32", "C"), "ofmap": ("int32", "NCHW")}
+# a quantized layer's case: the int8 ofmap and the int32 accumulators the output converter reads (an RTL bench
+# checks both)
+QUANT_TENSORS = {**TENSORS, "acc": ("int32", "NCHW"), "ofmap": ("int8", "NCHW")}
 VERSION_KEYS = ("torch_version", "numpy_version")
 MANIFEST = "manifest.json"
+LAYER_DEFAULTS_NOT_RECORDED: dict[str, Any] = {"quant": None, "input": "data", "data": None}
 MAX_GOLDEN_NPY_BYTES = 1 << 30
 MAX_REFERENCE_BYTES = 1 << 30  # torch's int64 reference: keeps `convsim golden` within ~1.5 GB
 _HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
@@ -96,13 +100,20 @@ class GoldenCase:
     tensors: LayerTensors
     ofmap: np.ndarray
     manifest: dict[str, Any]
+    acc: np.ndarray | None = None  # quantized layers: the int32 accumulators
+
+
+def case_tensors(layer: LayerConfig) -> dict[str, tuple[str, str]]:
+    """(dtype, layout) of every tensor of the layer's case."""
+    return QUANT_TENSORS if layer.quant is not None else TENSORS
 
 
 def tensor_axes(layer: LayerConfig) -> dict[str, list[str]]:
     """Axis names of the four tensors (torch's weight layout for the op)."""
     weight = (["C_in", "C_out/groups", "kh", "kw"] if layer.is_transposed else ["C_out", "C_in/groups", "kh", "kw"])
-    return {"ifmap": ["N", "C_in", "H", "W"], "weight": weight, "bias": ["C_out"],
+    axes = {"ifmap": ["N", "C_in", "H", "W"], "weight": weight, "bias": ["C_out"],
             "ofmap": ["N", "C_out", "H_out", "W_out"]}
+    return {**axes, "acc": axes["ofmap"]} if layer.quant is not None else axes
 
 
 def readmemh_bytes(array: np.ndarray, name: str, axes: list[str]) -> bytes:
@@ -128,24 +139,48 @@ def _portable_config(cfg: SimConfig, config_dir: Path | None) -> dict[str, Any]:
     """The resolved config as JSON data, with data file paths relative to the config's directory (or bare
     file names when it is unknown), so the manifest does not depend on where the repository is checked out."""
     resolved = cfg.model_dump(mode="json")
-    for src in resolved["data"].values():
-        if isinstance(src, dict) and "file" in src:
-            path = Path(src["file"])
-            src["file"] = (Path(os.path.relpath(path, config_dir.resolve())).as_posix() if config_dir is not None
-                           else path.name)
+    datas = [resolved["data"]]
+    for layer in resolved["layers"]:
+        # keys of the quantization work left out at their defaults: an int32 layer's manifest is as before
+        for key, default in LAYER_DEFAULTS_NOT_RECORDED.items():
+            if layer.get(key) == default:
+                del layer[key]
+        if layer.get("data"):
+            datas.append(layer["data"])
+    for data in datas:
+        for src in data.values():
+            if isinstance(src, dict) and "file" in src:
+                path = Path(src["file"])
+                src["file"] = (Path(os.path.relpath(path, config_dir.resolve())).as_posix()
+                               if config_dir is not None else path.name)
     return resolved
 
 
 def case_files(cfg: SimConfig, layer: LayerConfig, index: int | None,
-               config_dir: Path | None = None) -> dict[str, bytes]:
+               config_dir: Path | None = None, ifmap: np.ndarray | None = None) -> dict[str, bytes]:
     """All files of one golden case, as bytes (deterministic: same config, same bytes).
 
-    ``config_dir`` is the directory of the config file; data file paths are recorded relative to it."""
+    ``config_dir`` is the directory of the config file; data file paths are recorded relative to it. ``ifmap``
+    replaces the generated one (a layer with ``input: previous`` reads the previous case's ofmap)."""
     import torch
 
-    tensors = make_tensors(cfg.data, layer, index)
-    ofmap = reference(layer, tensors, cfg.hardware.accumulator.on_overflow)
-    arrays = {"ifmap": tensors.ifmap, "weight": tensors.weight, "bias": tensors.bias, "ofmap": ofmap}
+    tensors = make_tensors(cfg.layer_data(layer), layer, index)
+    if ifmap is not None:
+        tensors = LayerTensors(ifmap, tensors.weight, tensors.bias)
+    policy = cfg.hardware.accumulator.on_overflow
+    extra: dict[str, Any] = {}
+    if layer.quant is None:
+        arrays = {"ifmap": tensors.ifmap, "weight": tensors.weight, "bias": tensors.bias,
+                  "ofmap": reference(layer, tensors, policy)}
+    else:
+        from simulator.golden.quantized import quantized_reference
+
+        ofmap, acc, source = quantized_reference(layer, tensors, policy)
+        arrays = {"ifmap": tensors.ifmap, "weight": tensors.weight, "bias": tensors.bias, "acc": acc, "ofmap": ofmap}
+        from simulator.golden.quantized import converter_registers
+
+        extra = {"reference": source, "converter": converter_registers(layer, tensors.bias)}
+    kinds = case_tensors(layer)
     axes = tensor_axes(layer)
     files: dict[str, bytes] = {}
     for name, arr in arrays.items():
@@ -155,9 +190,10 @@ def case_files(cfg: SimConfig, layer: LayerConfig, index: int | None,
         "generator": "convsim golden", "generator_version": GENERATOR_VERSION,
         "name": cfg.name, "layer": layer.name, "layer_index": index, "seed": cfg.data.seed,
         "torch_version": torch.__version__, "numpy_version": np.__version__,
-        "tensors": {k: {"file": f"{k}.npy", "hex": f"{k}.hex", "shape": list(v.shape), "dtype": TENSORS[k][0],
-                        "layout": TENSORS[k][1], "axes": axes[k], "sha256": sha256_bytes(files[f"{k}.npy"])}
+        "tensors": {k: {"file": f"{k}.npy", "hex": f"{k}.hex", "shape": list(v.shape), "dtype": kinds[k][0],
+                        "layout": kinds[k][1], "axes": axes[k], "sha256": sha256_bytes(files[f"{k}.npy"])}
                     for k, v in arrays.items()},
+        **extra,
         "files": {name: sha256_bytes(data) for name, data in sorted(files.items())},
         "config": _portable_config(cfg, config_dir),
     }
@@ -204,15 +240,16 @@ def load_case(directory: Path) -> GoldenCase | None:
     if not directory.exists():
         return None
     manifest = _read_manifest(directory)
+    kinds = QUANT_TENSORS if isinstance(manifest["tensors"].get("acc"), dict) else TENSORS
     checked = dict(manifest.get("files", {}))
-    for name in TENSORS:
+    for name in kinds:
         checked.setdefault(f"{name}.npy", manifest["tensors"][name].get("sha256"))
     for name, digest in sorted(checked.items()):
         if Path(name).name != name:
             raise IntegrityError(f"golden file {directory / MANIFEST}: file name {name!r} is not a plain name")
         _verify_sha256(directory / name, digest)
     arrays = {}
-    for name, (dtype, _) in TENSORS.items():
+    for name, (dtype, _) in kinds.items():
         entry, path = manifest["tensors"][name], directory / f"{name}.npy"
         try:
             arr = read_npy(path, "golden file", MAX_GOLDEN_NPY_BYTES)
@@ -222,13 +259,25 @@ def load_case(directory: Path) -> GoldenCase | None:
             raise IntegrityError(f"golden file {path}: {arr.dtype}{list(arr.shape)}, manifest says "
                                  f"{dtype}{entry.get('shape')}")
         arrays[name] = arr
-    return GoldenCase(LayerTensors(arrays["ifmap"], arrays["weight"], arrays["bias"]), arrays["ofmap"], manifest)
+    return GoldenCase(LayerTensors(arrays["ifmap"], arrays["weight"], arrays["bias"]), arrays["ofmap"], manifest,
+                      arrays.get("acc"))
 
 
 def check_case_matches(case: GoldenCase, directory: Path, layer: LayerConfig, policy: OverflowPolicy) -> None:
     """A golden case generated for another layer shape or overflow policy is stale: refuse it, do not compare."""
     want = {"ifmap": list(layer.input_shape), "weight": list(layer.weight_shape), "bias": [layer.out_channels],
             "ofmap": list(layer.output_shape)}
+    got_dtype = case.manifest["tensors"]["ofmap"].get("dtype")
+    if got_dtype != layer.ofmap_dtype:
+        raise ConvsimError(f"golden case {directory}: ofmap dtype {got_dtype}, layer {layer.name!r} produces "
+                           f"{layer.ofmap_dtype} (stale: regenerate with `convsim golden`)")
+    if layer.quant is not None:
+        layers = case.manifest.get("config", {}).get("layers", [])
+        recorded_quant = next((entry.get("quant") for entry in layers if isinstance(entry, dict)
+                               and entry.get("name") == layer.name), None)
+        if recorded_quant != layer.quant.model_dump(mode="json"):
+            raise ConvsimError(f"golden case {directory}: generated with other quant: settings than layer "
+                               f"{layer.name!r} has (stale: regenerate with `convsim golden`)")
     for name, shape in want.items():
         got = case.manifest["tensors"][name].get("shape")
         if got != shape:

@@ -317,9 +317,19 @@ def render_config(name: str, target: str, input_shape: tuple[int, ...], captured
     return "\n".join(lines) + "\n"
 
 
-def report_lines(path: Path, captured: Captured) -> list[str]:
+def report_lines(path: Path, captured: Any) -> list[str]:
     """What ``from-torch`` prints: each captured layer, each convolution left out and why, the other modules that
-    ran and are not part of the config (by name), and a summary line."""
+    ran and are not part of the config (by name), and a summary line. A quantized model's chained int8 network:
+    each layer with its chain input and activation, and every operation convsim does not run."""
+    if hasattr(captured, "unsupported"):  # from_torch_quantized.QuantCaptured
+        lines = [f"  {layer['name']}: {layer['op']} {layer['input_shape']} -> {layer['out_channels']} channels, "
+                 f"input {layer['input']}, activation {layer['quant']['activation']}, weight scale "
+                 f"{'per channel' if isinstance(layer['quant']['weight']['scale'], list) else 'per tensor'}"
+                 for layer in captured.layers]
+        lines += [f"  NOT RUN {op_name} ({kind}): {what}" for op_name, kind, what in captured.unsupported]
+        lines.append(f"wrote {path}: {len(captured.layers)} int8 layer(s), {len(captured.unsupported)} "
+                     "operation(s) not run")
+        return lines
     lines = [f"  {layer['name']}: {layer['op']} {layer['input_shape']} -> {layer['out_channels']} channels, "
              f"k{layer['kernel_size']} s{layer['stride']} p{layer['padding']}" for layer in captured.layers]
     lines += [f"  NOT INCLUDED {s.name} ({s.module}): {s.reason}" for s in captured.skipped]
@@ -330,16 +340,31 @@ def report_lines(path: Path, captured: Captured) -> list[str]:
     return lines
 
 
-def from_torch(target: str, input_shape_text: str, name: str | None, out: str | None,
-               force: bool = False) -> tuple[Path, Captured]:
-    """Capture the model's convolutions and write the network config; returns its path and what was captured."""
+def from_torch(target: str, input_shape_text: str, name: str | None, out: str | None, force: bool = False,
+               quantize: bool = False, calibration: str | None = None) -> tuple[Path, Any]:
+    """Capture the model's convolutions and write the network config; returns its path and what was captured.
+
+    A torch.ao quantized model (or a float one with ``quantize``) gives a chained int8 network instead
+    (:mod:`simulator.golden.from_torch_quantized`)."""
     input_shape = parse_input_shape(input_shape_text)
     if name is not None and not re.fullmatch(r"[A-Za-z0-9_-]+", name):
         raise ConvsimError(f"--name {name!r}: use letters, digits, '_' and '-' only")
+    if calibration is not None and not quantize:
+        raise ConvsimError("--calibration needs --quantize (it is the calibration data of the quantization)")
     config_name = name or layer_name(target.rpartition(":")[2].split(".")[-1], set())
     path = Path(out) if out else Path("configs") / f"{config_name}.yaml"
     _check_out(path, force)
     model = load_model(target)
+    from simulator.golden import from_torch_quantized as fq
+
+    if quantize and fq.is_quantized(model):
+        raise ConvsimError(f"target {target!r} is already quantized: drop --quantize")
+    if quantize or fq.is_quantized(model):
+        if quantize:
+            model = fq.quantize_model(model, input_shape, calibration)
+        hw: str | dict[str, Any] = HARDWARE_FILE if (path.parent / HARDWARE_FILE).is_file() else \
+            HardwareConfig().model_dump(mode="json")
+        return fq.write_quantized(model, target, input_shape, config_name, path, hw)
     captured = capture(model, input_shape)
     if not captured.layers:
         listed = "; ".join(f"{s.name}: {s.reason}" for s in captured.skipped) or "none was called"

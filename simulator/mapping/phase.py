@@ -89,8 +89,8 @@ def _swap(weight: np.ndarray, groups: int) -> np.ndarray:
     return per_group.reshape(groups * cout_g, c_in // groups, kh, kw)
 
 
-def _phase_from_swapped(swapped: np.ndarray, ph: PhaseAxis, pw: PhaseAxis) -> np.ndarray:
-    out = np.zeros((*swapped.shape[:2], len(ph.taps), len(pw.taps)), dtype=swapped.dtype)
+def _phase_from_swapped(swapped: np.ndarray, ph: PhaseAxis, pw: PhaseAxis, pad: int = 0) -> np.ndarray:
+    out = np.full((*swapped.shape[:2], len(ph.taps), len(pw.taps)), pad, dtype=swapped.dtype)
     rows = [(u, t) for u, t in enumerate(ph.taps) if t is not None]
     cols = [(v, t) for v, t in enumerate(pw.taps) if t is not None]
     for u, t in rows:
@@ -99,20 +99,23 @@ def _phase_from_swapped(swapped: np.ndarray, ph: PhaseAxis, pw: PhaseAxis) -> np
     return out
 
 
-def phase_kernel(weight: np.ndarray, groups: int, ph: PhaseAxis, pw: PhaseAxis) -> np.ndarray:
-    """The conv weight of one output phase: (C_out, C_in/g, len(ph.taps), len(pw.taps)), zero where a sub-kernel
-    tap has no original tap. Taps are already in flipped (increasing input offset) order."""
-    return _phase_from_swapped(_swap(weight, groups), ph, pw)
+def phase_kernel(weight: np.ndarray, groups: int, ph: PhaseAxis, pw: PhaseAxis, pad: int = 0) -> np.ndarray:
+    """The conv weight of one output phase: (C_out, C_in/g, len(ph.taps), len(pw.taps)), ``pad`` (the weight zero
+    point of a quantized layer, else 0) where a sub-kernel tap has no original tap. Taps are already in flipped
+    (increasing input offset) order."""
+    return _phase_from_swapped(_swap(weight, groups), ph, pw, pad)
 
 
-def split_phases(weight: np.ndarray, groups: int, pairs: tuple[tuple[PhaseAxis, PhaseAxis], ...]) -> np.ndarray:
-    """(C_in, C_out/g, kh, kw) -> (num_phases, C_out, C_in/g, kh', kw'), one sub-kernel per 2-D phase."""
+def split_phases(weight: np.ndarray, groups: int, pairs: tuple[tuple[PhaseAxis, PhaseAxis], ...],
+                 pad: int = 0) -> np.ndarray:
+    """(C_in, C_out/g, kh, kw) -> (num_phases, C_out, C_in/g, kh', kw'), one sub-kernel per 2-D phase, padded
+    with ``pad`` (the weight zero point of a quantized layer: w - w_zp is then 0 there)."""
     if not pairs:
         return np.zeros((0, weight.shape[1] * groups, weight.shape[0] // groups, 1, 1), dtype=weight.dtype)
     swapped = _swap(weight, groups)  # once for all phases
     p, u, v, t, s = _split_taps(pairs)
-    out = np.zeros((len(pairs), *swapped.shape[:2], len(pairs[0][0].taps), len(pairs[0][1].taps)),
-                   dtype=swapped.dtype)
+    out = np.full((len(pairs), *swapped.shape[:2], len(pairs[0][0].taps), len(pairs[0][1].taps)), pad,
+                  dtype=swapped.dtype)
     # every (phase, sub-tap) <- original tap in one fancy-indexed copy: (P, kh', kw', O, I) <- (kh, kw, O, I)
     out.transpose(0, 3, 4, 1, 2)[p, u, v] = swapped.transpose(2, 3, 0, 1)[t, s]
     return out
@@ -203,7 +206,8 @@ class Phase(Mapping):
         return [*out, RegionDecl(OFMAP, "psum", (oc_n, rows[0], cols[0]), "<i4", self.act)]
 
     def transform_weight(self, weight: np.ndarray, groups: int) -> np.ndarray:
-        return split_phases(weight, groups, self.pairs)
+        pad = self.layer.quant.weight.zero_point if self.layer.quant is not None else 0  # w - w_zp = 0 there
+        return split_phases(weight, groups, self.pairs, pad)
 
     def job_weight(self, weights: np.ndarray, job: ConvJob) -> np.ndarray:
         return weights[job.weight_index]

@@ -19,12 +19,14 @@ from simulator.tiling import TilePlan
 @dataclass
 class Dram:
     """Off-chip memory: int8 ifmap (N, C_in, H, W), int8 weight (torch layout), int32 bias (C_out,), and the
-    int32 ofmap (N, C_out, OH, OW) the write-back stage stores into."""
+    ofmap (N, C_out, OH, OW) the store writes: int32 from write-back, or int8 from the output converter of a
+    quantized layer (``acc`` then records the int32 accumulators it converted; not a DRAM transfer)."""
 
     ifmap: np.ndarray
     weight: np.ndarray
     bias: np.ndarray
     ofmap: np.ndarray
+    acc: np.ndarray | None = None  # quantized layers: a debug tap on the int32 accumulators the converter reads
 
 
 @dataclass(frozen=True)

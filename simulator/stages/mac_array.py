@@ -10,6 +10,10 @@ grid has the stride as its step, so its inserted zeros are never multiplied), or
 map, as GEMMs over the non-zero pixels only. Both are exact whatever the data: which pixels are zero is read
 from the SRAM values, never assumed. The cycle model below still charges every zero the array issues.
 
+Quantized layers (``quant:``): the zero points are subtracted at the PE inputs, ``(x - x_zp) * (w - w_zp)``
+(9-bit operands); the values are computed exactly by splitting the centred operands into int8 parts that run
+through the same GEMM paths (:func:`conv_centred_i32`, :func:`centred_jobs_shared`). The cycle model is the same.
+
 Cycles: the classic fold model (as SCALE-Sim). A job is, per group, an (E x K) . (K x N) product, with E output
 pixels, K = kh*kw*C_in/g, N output channels of the group in the tile.
 ``os``: (Sr, Sc, T) = (E, N, K); ``ws``: (Sr, Sc, T) = (K, N, E). folds = ceil(Sr/rows) * ceil(Sc/cols).
@@ -36,6 +40,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from simulator.config import BufferConfig, MacArrayConfig
 from simulator.errors import AccumulatorOverflowError
 from simulator.fixedpoint import (
+    INT32_MAX,
     OverflowPolicy,
     exact_sum_to_int32,
     narrow_to_int32,
@@ -323,7 +328,7 @@ def reference_conv(x: np.ndarray, weight: np.ndarray, groups: int, stride: Pair,
 def conv_i8_i32(x: np.ndarray, weight: np.ndarray, groups: int, stride: Pair, dilation: Pair, in_offset: Pair,
                 out_hw: Pair, policy: OverflowPolicy, origin: tuple[int, ...] = (),
                 scale: tuple[int, ...] = (), initial: np.ndarray | None = None,
-                reduction: int | None = None) -> np.ndarray:
+                reduction: int | None = None, in_order: bool = False) -> np.ndarray:
     """The MAC array's result: int32 psum (M, OH, OW) of conv(x (C, H, W) int8, weight (M, C/g, kh, kw) int8).
 
     x is placed at ``in_offset`` of a zero canvas (implicit padding; negative crops). ``initial`` (int32, M, OH,
@@ -331,18 +336,19 @@ def conv_i8_i32(x: np.ndarray, weight: np.ndarray, groups: int, stride: Pair, di
     products are added to it in order. ``reduction`` is the whole reduction length of the outputs (all slices;
     default: this weight's), which decides whether any running sum can leave int32. Raises
     AccumulatorOverflowError under ``error``; ``origin``/``scale`` map (m, oh, ow) to the coordinates it names.
+    ``in_order`` forces the in-order int64 path (any integer operands, e.g. zero-point-centred ones).
     """
     m, cg, kh, kw = weight.shape
     oh, ow = out_hw
     if min(m, oh, ow) == 0:
         return np.zeros((m, oh, ow), dtype=np.int32) if initial is None else initial.astype(np.int32)
     k = kh * kw * cg
-    in_order = not reduction_is_order_free(k if reduction is None else reduction) and policy != "wrap"
+    in_order = in_order or (not reduction_is_order_free(k if reduction is None else reduction) and policy != "wrap")
     what = "accumulator of output"
     if initial is not None and not in_order:  # no running sum can leave int32, or wrap: add the slice's sum
         part = conv_i8_i32(x, weight, groups, stride, dilation, in_offset, out_hw, "wrap")
         return np.add(initial, part, dtype=np.int32)  # exact when order-free; modulo 2**32 under wrap
-    if _row_gemm_ok(k if reduction is None else reduction, stride, cg, policy):
+    if not in_order and _row_gemm_ok(k if reduction is None else reduction, stride, cg, policy):
         exact = _conv_shifted(x, weight, groups, dilation, in_offset, out_hw)
         return narrow_to_int32(exact, policy, what=what, origin=origin, scale=scale)
     canvas_hw = ((oh - 1) * stride[0] + dilation[0] * (kh - 1) + 1, (ow - 1) * stride[1] + dilation[1] * (kw - 1) + 1)
@@ -370,6 +376,73 @@ def conv_i8_i32(x: np.ndarray, weight: np.ndarray, groups: int, stride: Pair, di
             out[:, :, span] = np.matmul(w, cols.transpose(0, 2, 1))  # exact: integers below 2**53
     raise_overflow(overflowed.reshape(m, oh, ow), escaped.reshape(m, oh, ow), "running sum of output", origin, scale)
     return narrow_to_int32(out.reshape(m, oh, ow), policy, what=what, origin=origin, scale=scale)
+
+
+CENTRED_MAX_PRODUCT = 255 * 255  # |(x - x_zp) * (w - w_zp)| for int8 values and zero points
+
+
+def int8_parts(x: np.ndarray) -> list[np.ndarray]:
+    """Split integers in [-255, 255] into int8 arrays that sum to them: ``clip(x, -128, 127)``, then the same of
+    what is left while anything is (at most three parts: 255 = 127 + 127 + 1). Zeros stay zero in every part, so
+    the GEMM paths' zero skipping still applies."""
+    parts = [np.clip(x, -128, 127).astype(np.int8)]
+    rest = x.astype(np.int16) - parts[0]
+    while rest.size and rest.any():
+        parts.append(np.clip(rest, -128, 127).astype(np.int8))
+        rest = rest - parts[-1]
+    return parts
+
+
+def conv_centred_i32(x: np.ndarray, weight: np.ndarray, x_zp: int, w_zp: int, groups: int, stride: Pair,
+                     dilation: Pair, in_offset: Pair, out_hw: Pair, policy: OverflowPolicy,
+                     origin: tuple[int, ...] = (), scale: tuple[int, ...] = (), initial: np.ndarray | None = None,
+                     reduction: int | None = None) -> np.ndarray:
+    """The MAC array of a quantized layer: int32 psum of conv(x - x_zp, weight - w_zp), the zero points subtracted
+    at the PE inputs (9-bit operands, 18-bit products). Implicit padding is 0 after the subtraction, i.e. real 0.
+
+    Exact: each centred operand is a sum of at most two int8 arrays (:func:`int8_parts`), and the conv is bilinear,
+    so the int8 GEMM paths compute every partial product exactly; the partial sums add in int64 and narrow once
+    under ``policy``. When a running sum could leave int32 (K * 255^2 >= 2^31) and the policy cares about order,
+    the in-order int64 path runs on the centred operands themselves. ``initial`` and ``reduction``: as for
+    :func:`conv_i8_i32` (a later input-channel slice continues the psum SRAM's accumulator).
+    """
+    xc = x.astype(np.int16) - np.int16(x_zp)
+    wc = weight.astype(np.int16) - np.int16(w_zp)
+    m, cg, kh, kw = weight.shape
+    k = kh * kw * cg if reduction is None else reduction
+    if policy != "wrap" and k * CENTRED_MAX_PRODUCT > INT32_MAX:
+        return conv_i8_i32(xc, wc, groups, stride, dilation, in_offset, out_hw, policy, origin, scale,
+                           initial=initial, reduction=k, in_order=True)
+    total = np.zeros((m, *out_hw), dtype=np.int64) if initial is None else initial.astype(np.int64)
+    for xp in int8_parts(xc):
+        for wp in int8_parts(wc):
+            total += conv_i8_i32(xp, wp, groups, stride, dilation, in_offset, out_hw, "wrap")
+    if policy == "wrap":  # each part wrapped mod 2^32: so is the sum
+        return total.astype(np.int32)
+    return narrow_to_int32(total, policy, what="accumulator of output", origin=origin, scale=scale)
+
+
+def centred_jobs_shared(x: np.ndarray, specs: list[ConvSpec], x_zp: int, w_zp: int, groups: int,
+                        strides: list[Pair], reductions: list[int]) -> list[np.ndarray] | None:
+    """Exact int64 psums of every job of a tile at once (shared band GEMMs, as the int32 path), or None when the
+    row-GEMM conditions do not hold or a centred running sum could leave int32 (then :func:`conv_centred_i32`
+    runs per job). Same int8-part decomposition as :func:`conv_centred_i32`."""
+    if not specs:
+        return []
+    for (w, _, _, out_hw), stride, k in zip(specs, strides, reductions, strict=True):  # k: all input slices
+        if (k * CENTRED_MAX_PRODUCT > INT32_MAX or not _row_gemm_ok(k, stride, w.shape[1], "wrap")
+                or min(w.shape[0], *out_hw) == 0):
+            return None
+    x_parts = int8_parts(x.astype(np.int16) - np.int16(x_zp))
+    w_parts = [int8_parts(w.astype(np.int16) - np.int16(w_zp)) for w, *_ in specs]
+    totals = [np.zeros((w.shape[0], *out_hw), dtype=np.int64) for w, _, _, out_hw in specs]
+    for xp in x_parts:
+        for p in range(max(len(parts) for parts in w_parts)):
+            jobs = [j for j, parts in enumerate(w_parts) if p < len(parts)]
+            exact = _conv_exact(xp, [(w_parts[j][p], *specs[j][1:]) for j in jobs], groups)
+            for j, e in zip(jobs, exact, strict=True):
+                totals[j] += e.astype(np.int64)  # exact integers held in floats
+    return totals
 
 
 # -------------------------------------------------------------------------------------------------- cost (pure)
@@ -451,6 +524,30 @@ def _reused_row_operands(memo: dict[object, tuple[bytes, object]], raw: np.ndarr
     return lambda index, weight, groups: converted[index]
 
 
+def _execute_centred(sram: Sram, ctx: LayerContext, tile: Tile, x: np.ndarray, job_weights: list[np.ndarray],
+                     reductions: list[int], x_zp: int, w_zp: int) -> None:
+    """The MAC array of a quantized layer: the jobs' centred convs, continuing the psum SRAM's accumulator on a
+    later input-channel slice; an overflow under ``error`` is noted for the layer (as the int32 path does)."""
+    policy, groups = ctx.hw.accumulator.on_overflow, tile.num_groups
+    specs = [(w, job.dilation, job.in_offset, job.out_hw) for job, w in zip(tile.jobs, job_weights, strict=True)]
+    shared = centred_jobs_shared(x, specs, x_zp, w_zp, groups, [job.stride for job in tile.jobs], reductions)
+    for i, (job, w, k) in enumerate(zip(tile.jobs, job_weights, reductions, strict=True)):
+        region = tile.region(job.psum_region)
+        initial = None if tile.first_slice else sram.read(region)
+        if shared is not None:  # K * 255^2 < 2^31 over every slice: the exact sum is within int32
+            total = shared[i] if initial is None else shared[i] + initial.astype(np.int64)
+            sram.write(region, exact_sum_to_int32(total))
+            continue
+        origin = (tile.n, tile.oc[0], tile.oh[0] + job.out_start[0], tile.ow[0] + job.out_start[1])
+        args = (x, w, x_zp, w_zp, groups, job.stride, job.dilation, job.in_offset, job.out_hw)
+        try:
+            psum = conv_centred_i32(*args, policy, origin, (1, 1, *job.out_step), initial, k)
+        except AccumulatorOverflowError as err:  # noted for the layer; the other outputs stay exact
+            ctx.overflows.append(err)
+            psum = conv_centred_i32(*args, "wrap", origin, (1, 1, *job.out_step), initial, k)
+        sram.write(region, psum)
+
+
 def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
     mapping = ctx.mapping
     x = sram.read(tile.region(mapping.staged))
@@ -460,6 +557,11 @@ def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
     job_weights = [mapping.job_weight(weights, job) for job in tile.jobs]
     # the whole reduction of an output (every input-channel slice) decides whether a running sum can leave int32
     reductions = [w.shape[2] * w.shape[3] * mapping.cin_g for w in job_weights]
+    quant = ctx.layer.quant
+    if quant is not None:  # zero points subtracted at the PE inputs
+        _execute_centred(sram, ctx, tile, x, job_weights, reductions, quant.input.zero_point,
+                         quant.weight.zero_point)
+        return
     fused = all(_row_gemm_ok(k, job.stride, w.shape[1], policy) and min(w.shape[0], *job.out_hw) > 0
                 for job, w, k in zip(tile.jobs, job_weights, reductions, strict=True))
     if fused:  # every job of the tile reads the same staged input: one pass of shared band GEMMs

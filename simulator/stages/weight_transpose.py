@@ -2,8 +2,9 @@
 
 Models: for the swelling method, a spatial flip of every kernel and a swap of the in/out channel axes **per
 group** (torch's (C_in, C_out/g, kh, kw) -> (C_out, C_in/g, kh, kw)); for the phase method, a phase splitter
-that cuts the flipped, channel-swapped kernel into stride_h*stride_w sub-kernels (zero-padded to a common
-size). It runs once per output-channel tile (weights stay resident across the tile's rows). Cycles:
+that cuts the flipped, channel-swapped kernel into stride_h*stride_w sub-kernels (padded to a common size with
+0, or with the weight zero point for a quantized layer, so that w - w_zp is 0 there). It runs once per
+output-channel tile (weights stay resident across the tile's rows). Cycles:
 ``setup + ceil(max(read, write) / bytes_per_cycle)``. Skipped for conv2d (weights are already conv weights).
 Deliberately ignores: weight compression and sparsity.
 """

@@ -4,8 +4,9 @@ Models: a streaming adder over the psum buffer (``writeback`` bandwidth; reads p
 tile in place for one conv job, or interleaves the phase outputs ``ofmap[s*m + phase] = psum_phase[m]`` into a
 separate ofmap region for the phase method), followed by the DRAM store through the DMA (same cost function
 as the load). It runs once per spatial tile, after its last input-channel slice (skipped on the others). The bias
-add is an int32 addition under the accumulator overflow policy. Deliberately ignores:
-requantization to int8 (the engine's output is int32) and activation functions.
+add is an int32 addition under the accumulator overflow policy. For a quantized layer the int32 tile stays in
+SRAM for the output converter (:mod:`simulator.stages.output_convert`), which stores int8; this stage then does
+not touch DRAM. Deliberately ignores activation functions (the converter clamps).
 """
 
 from __future__ import annotations
@@ -43,10 +44,11 @@ def cost(ctx: LayerContext, tile: Tile) -> StageCost:
     desc, conflict = activation_transfer(ofmap, hw.dma, hw.sram.psum, tile.oc == (0, layer.out_channels),
                                          tile.oh == (0, out_h), tile.ow == (0, out_w))
     cycles = bias_add_cycles(max(psum, ofmap.size_bytes), hw.writeback)
-    cycles += dma_cycles(ofmap.size_bytes, desc, hw.dma, conflict)
+    stored = 0 if ctx.layer.quant is not None else ofmap.size_bytes  # a quantized layer's store is int8, later
+    cycles += dma_cycles(stored, desc, hw.dma, conflict)
     return StageCost(cycles=cycles,
-                     sram_read_bytes={"psum": psum + ofmap.size_bytes, "weight": bias.size_bytes},
-                     sram_write_bytes={"psum": ofmap.size_bytes}, dram_write_bytes=ofmap.size_bytes,
+                     sram_read_bytes={"psum": psum + stored, "weight": bias.size_bytes},
+                     sram_write_bytes={"psum": ofmap.size_bytes}, dram_write_bytes=stored,
                      writes=(OFMAP,))
 
 
@@ -72,4 +74,5 @@ def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
         ctx.overflows.append(err)
         result = ctx.mapping.write_back(parts, tile.jobs, region.shape, bias, "wrap", safe, origin)  # type: ignore
     sram.write(region, result)
-    dram.ofmap[tile.n, tile.oc[0]:tile.oc[1], tile.oh[0]:tile.oh[1], tile.ow[0]:tile.ow[1]] = sram.read(region)
+    if ctx.layer.quant is None:  # a quantized layer's accumulators go on to the output converter
+        dram.ofmap[tile.n, tile.oc[0]:tile.oc[1], tile.oh[0]:tile.oh[1], tile.ow[0]:tile.ow[1]] = sram.read(region)
