@@ -34,6 +34,7 @@ from simulator.golden import (
     check_case_matches,
     check_reference_fits,
     load_case,
+    require_torch,
     write_case,
 )
 from simulator.pipeline import STAGE_NAMES, SimResult, simulate_layer
@@ -191,15 +192,6 @@ def _write_run(layer_dir: Path, result: SimResult, trace: bool, verdict: Verdict
     if trace:
         atomic_write_json(layer_dir / "trace.json",
                           chrome_trace(result.events, STAGE_NAMES, result.report.clock_mhz, result.layer.name))
-
-
-def require_torch() -> None:
-    """The golden reference needs torch; without it, one line naming the install command (exit 2)."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise ConvsimError("golden vectors are computed with torch, which is not installed: "
-                           "pip install 'convsim[golden]'") from None
 
 
 def golden_configs(configs: list[Path], golden_dir: Path, check: bool = False) -> int:

@@ -22,6 +22,7 @@ from simulator.golden.cases import (
     load_case,
     readmemh_bytes,
     reference,
+    require_torch,
     tensor_axes,
     write_case,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "load_case",
     "readmemh_bytes",
     "reference",
+    "require_torch",
     "tensor_axes",
     "write_case",
 ]

@@ -338,3 +338,12 @@ def case_differences(directory: Path, files: dict[str, bytes]) -> list[str]:
             out.append(f"{name} differs{detail}")
     out.extend(f"{name} is not generated (extra file)" for name in sorted(on_disk - files.keys()))
     return out
+
+
+def require_torch() -> None:
+    """The golden reference needs torch; without it, one line naming the install command (exit 2)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise ConvsimError("golden vectors are computed with torch, which is not installed: "
+                           "pip install 'convsim[golden]'") from None
