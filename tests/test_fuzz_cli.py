@@ -94,6 +94,15 @@ def _one_line(code: int, err: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("convsim: error: "), err
 
 
+def _ok_or_one_line(code: int, err: str) -> int:
+    """A bounded option either runs (exit 0) or is refused in one line (exit 2); never a traceback."""
+    assert "Traceback" not in err
+    assert code in (0, 2), err
+    if code == 2:
+        _one_line(code, err)
+    return code
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(command=st.sampled_from(range(len(COMMANDS))), data=st.data())
 def test_every_command_refuses_every_hostile_file(command: int, data: st.DataObject,
@@ -163,12 +172,7 @@ def test_inspect_options_never_crash(options: list[str], data: st.DataObject, se
         else:
             value = str(data.draw(NUMBERS))
         argv += [option, value]
-    code = _main(argv)
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    assert code in (0, 2), err
-    if code == 2:
-        _one_line(code, err)
+    _ok_or_one_line(_main(argv), capsys.readouterr().err)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -182,10 +186,5 @@ def test_numeric_options_are_bounded(option: str, value: object, tmp_path_factor
         argv = ["sweep", str(sweep), "--out", str(out), "--workers", str(value)]
     else:
         argv = ["run", SEED1, "--out", str(out), "--no-compare", "--dump-tiles", str(value)]
-    code = _main(argv)
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    assert code in (0, 2), err
-    if code == 2:
-        _one_line(code, err)
+    if _ok_or_one_line(_main(argv), capsys.readouterr().err) == 2:
         assert not out.exists()
