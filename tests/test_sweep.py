@@ -33,6 +33,13 @@ def _sweep_file(tmp_path: Path, body: str = GRID_50) -> Path:
     return path
 
 
+def _wait_for_records(jsonl: Path, count: int, seconds: float) -> None:
+    """Poll a running sweep's results.jsonl until it holds ``count`` records or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and len(read_jsonl(jsonl)) < count:
+        time.sleep(0.02)
+
+
 def test_set_dotted_creates_nested_copy():
     raw = {"hardware": {"mac_array": {"rows": 32}}, "name": "x"}
     out = set_dotted(raw, "hardware.mac_array.rows", 8)
@@ -97,9 +104,7 @@ def test_killed_sweep_resumes_to_the_same_table(tmp_path):
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     jsonl = out / "results.jsonl"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(read_jsonl(jsonl)) < 10:
-        time.sleep(0.02)
+    _wait_for_records(jsonl, 10, seconds=60)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     done_before = len(read_jsonl(jsonl))
@@ -123,9 +128,7 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
                             cwd=tmp_path)
     jsonl = out / "results.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(read_jsonl(jsonl)) < 2:
-        time.sleep(0.02)
+    _wait_for_records(jsonl, 2, seconds=120)
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     done_before = len(read_jsonl(jsonl))
