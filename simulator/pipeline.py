@@ -5,9 +5,13 @@ tile, in pipeline order) and timing (each stage's ``cost`` per tile, scheduled `
 ``double_buffer``). Stages never call each other; every stage reads the SRAM regions the previous one wrote.
 
 Schedule. Stage s of tile t starts at the latest of: the same unit finishing tile t-1; stage s-1 finishing tile
-t (its input); and, double-buffered, the release of the buffer slot tile t reuses (tile t-2's): the ifmap and
-weight slots are free once the MAC array has finished tile t-2, the psum slot once write-back has. Serial runs
-every stage of tile t after every stage of tile t-1. Stall cycles of a stage: the cycles between its first start
+t (its input); and, double-buffered, the release of the buffer area tile t reuses: the ifmap and weight slots
+are free once the MAC array has finished the tile that last used them, the psum area once write-back (the output
+converter, for a quantized layer) has. Under the loop order with the slices innermost that tile is t-2 (the
+other slot); with the slices outside the spatial tiles every spatial tile has its own psum area, so a tile's
+MAC array waits only for the write-back of the tile that last held that area (the plan's ``releases``), and a
+later slice of a spatial tile waits for nothing but the MAC array's own order. Serial runs every stage of tile t
+after every stage of tile t-1. Stall cycles of a stage: the cycles between its first start
 and its last end in which it was idle (waiting for input or a free slot).
 """
 
@@ -42,6 +46,7 @@ STAGES: tuple[tuple[str, ModuleType], ...] = (
 STAGE_NAMES = tuple(name for name, _ in STAGES)
 # double-buffered: which stage of tile t-2 must finish before this stage may reuse the slot
 SLOT_RELEASED_BY = {"load": "mac_array", "mac_array": "output_convert"}  # (0 cycles when skipped: = writeback)
+# (in this order: TilePlan.releases gives, per tile, the tile each of the two waits on)
 
 Observer = Callable[[str, Tile, Sram, StageCost], None]
 
@@ -60,9 +65,13 @@ class SimResult:
     acc: np.ndarray | None = None
 
 
-def schedule(costs: list[list[int]], overlap: str) -> tuple[list[list[int]], list[list[int]]]:
-    """Start and end cycle of every (tile, stage), from per-tile stage cycles."""
+def schedule(costs: list[list[int]], overlap: str,
+             releases: list[tuple[int | None, int | None]] | None = None) -> tuple[list[list[int]], list[list[int]]]:
+    """Start and end cycle of every (tile, stage), from per-tile stage cycles. ``releases`` (double-buffered):
+    per tile, the tile whose slot its load reuses and the tile whose psum area its MAC array reuses
+    (:meth:`simulator.plan.TilePlan.releases`); None: tile t-2 for both."""
     index = {name: i for i, name in enumerate(STAGE_NAMES)}
+    waits = {index[stage]: (k, index[releaser]) for k, (stage, releaser) in enumerate(SLOT_RELEASED_BY.items())}
     starts: list[list[int]] = []
     ends: list[list[int]] = []
     for t, row in enumerate(costs):
@@ -73,9 +82,11 @@ def schedule(costs: list[list[int]], overlap: str) -> tuple[list[list[int]], lis
                 ready = e_row[-1] if e_row else (ends[t - 1][-1] if t else 0)
             else:
                 ready = max(ends[t - 1][s] if t else 0, e_row[-1] if e_row else 0)
-                releaser = SLOT_RELEASED_BY.get(STAGE_NAMES[s])
-                if releaser and t >= 2:
-                    ready = max(ready, ends[t - 2][index[releaser]])
+                if s in waits:
+                    k, releaser = waits[s]
+                    after = (t - 2 if t >= 2 else None) if releases is None else releases[t][k]
+                    if after is not None:
+                        ready = max(ready, ends[after][releaser])
             s_row.append(ready)
             e_row.append(ready + cycles)
         starts.append(s_row)
@@ -151,7 +162,7 @@ def modelled_cost(layer: LayerConfig, hw: HardwareConfig, plan: TilePlan) -> tup
     stages' cost functions alone (no values)."""
     costs_of = tile_costs(LayerContext(layer, hw, plan))
     costs = [costs_of(tile) for tile in plan.tiles]
-    _, ends = schedule([[c.cycles for c in row] for row in costs], overlap_of(plan, hw))
+    _, ends = schedule([[c.cycles for c in row] for row in costs], overlap_of(plan, hw), plan.releases())
     dram = sum(c.dram_read_bytes + c.dram_write_bytes for row in costs for c in row)
     return max((row[-1] for row in ends), default=0), dram
 
@@ -186,7 +197,7 @@ def simulate_layer(layer: LayerConfig, hw: HardwareConfig, method_choice: str, t
         costs.append(row)
     if ctx.overflows:  # on_overflow=error: the first output in NCHW order, whatever the tiling
         raise min(ctx.overflows, key=lambda err: err.coord)
-    starts, ends = schedule([[c.cycles for c in row] for row in costs], overlap_of(plan, hw))
+    starts, ends = schedule([[c.cycles for c in row] for row in costs], overlap_of(plan, hw), plan.releases())
     table = energy_table(hw)
     energy: dict[tuple[int, int], int] = {}  # (stage, id of a shared cost record) -> its energy in fJ
 

@@ -1,7 +1,16 @@
-"""A tile plan as data: the tiles a layer is cut into, their regions, and the peak SRAM they occupy.
+"""A tile plan as data: the tiles a layer is cut into, their loop order, their regions, which earlier tile
+frees the buffer area each tile reuses, and the peak SRAM they occupy.
 
 Models nothing by itself: the planner (:mod:`simulator.tiling`) builds a :class:`TilePlan`; the pipeline, the
-stages, the report and the dumps read it.
+stages, the report and the dumps read it. Two loop orders (outermost first):
+
+- ``SLICES_INNER`` (``oc > n > oh > ow > ic``): the input-channel slices of one spatial tile run back to back
+  and accumulate in one psum region (two, ping/pong, under double buffering); the weights stay resident across
+  the spatial tiles only while there is one slice, else every tile reloads its slice's weights.
+- ``SLICES_OUTER`` (``oc > ic > n > oh > ow``): for each output-channel tile, each slice's weights are loaded
+  (and transformed) once, at the slice's first spatial tile, and stay resident across its spatial tiles; every
+  spatial tile keeps its own psum region resident across the slices (legal only when they all fit the psum
+  buffer together).
 """
 
 from __future__ import annotations
@@ -12,13 +21,18 @@ from simulator.mapping import ConvJob, Mapping
 from simulator.sram import BUFFERS, Region
 
 Range = tuple[int, int]
-LOOP_ORDER = "oc > n > oh > ow > ic"  # outermost first: output-channel tiles, images, rows, columns, input slices
+SLICES_INNER = "oc > n > oh > ow > ic"  # outermost first: output-channel tiles, images, rows, columns, input slices
+SLICES_OUTER = "oc > ic > n > oh > ow"  # input slices outside the spatial tiles: weights resident per slice
+LOOP_ORDER = SLICES_INNER  # the default (and the choice on a tie)
+LOOP_ORDERS = (SLICES_INNER, SLICES_OUTER)
 
 
 @dataclass(frozen=True)
 class Tile:
     """One tile: image ``n``, output rows ``oh`` and columns ``ow``, output channels ``oc`` (groups ``groups``),
-    input-channel slice ``ic`` (number ``ic_slice`` of ``ic_slices``), the compact input window it loads."""
+    input-channel slice ``ic`` (number ``ic_slice`` of ``ic_slices``), the compact input window it loads.
+    ``slot``/``weight_slot``: its ifmap and weight slots; ``psum_slot``: its psum area (a slot under
+    ``SLICES_INNER``, the spatial tile's own area under ``SLICES_OUTER``)."""
 
     index: int
     n: int
@@ -88,6 +102,35 @@ class TilePlan:
     def method(self) -> str:
         return self.mapping.name
 
+    def releases(self) -> list[tuple[int | None, int | None]] | None:
+        """Per tile, the earlier tiles whose buffer areas it reuses: (the tile whose MAC array must have read its
+        ifmap and weight slot before this tile's load overwrites it, the tile whose psum area must have been
+        written back before this tile's MAC array writes it); None: the other tile's stage need not finish.
+        None for ``SLICES_INNER``: the pipeline's rule (tile t-2 holds the other slot) is exact there."""
+        if self.loop_order == SLICES_INNER:
+            return None
+        out: list[tuple[int | None, int | None]] = []
+        owner: dict[int, int] = {}  # psum area (its base: areas sit at multiples of one stride) -> last tile in it
+        for t, tile in enumerate(self.tiles):
+            area = _psum_base(tile)
+            previous = owner.get(area)
+            # a later slice continues its own spatial tile's accumulators: the MAC array's order covers it
+            psum_after = previous if tile.first_slice else None
+            owner[area] = t
+            out.append((t - 2 if t >= 2 else None, psum_after))
+        return out
+
+    def previous_slice(self, tile: Tile) -> Tile | None:
+        """The tile of the same spatial tile and output channels one input-channel slice earlier (its psum is
+        the one this tile continues), or None for a first slice."""
+        if tile.first_slice:
+            return None
+        for earlier in reversed(self.tiles[:tile.index]):
+            if (earlier.n, earlier.oh, earlier.ow, earlier.oc, earlier.ic_slice) == (
+                    tile.n, tile.oh, tile.ow, tile.oc, tile.ic_slice - 1):
+                return earlier
+        return None
+
     def shape(self) -> str:
         """The tile shape and loop order, as the report states them."""
         return (f"{self.oc_per_tile} oc x {self.ic_per_tile} ic x {self.rows_per_tile} rows x {self.cols_per_tile} "
@@ -113,9 +156,16 @@ def tile_spans(tile: Tile, buffer: str) -> set[tuple[int, int]]:
     return {(r.base_addr, r.end_addr) for r in tile.regions if r.buffer == buffer}
 
 
-def peak_occupancy(tiles: list[Tile], slots: int) -> dict[str, int]:
+def _psum_base(tile: Tile) -> int:
+    """Where a tile's psum area starts in the psum buffer."""
+    return min(r.base_addr for r in tile.regions if r.buffer == "psum")
+
+
+def peak_occupancy(tiles: list[Tile], slots: int, loop_order: str = LOOP_ORDER) -> dict[str, int]:
     """Peak bytes live per buffer: one tile (serial) or two consecutive tiles (double-buffered). Regions two
-    consecutive tiles share (resident weights, the psum of one spatial tile's slices) are counted once."""
+    consecutive tiles share (resident weights, the psum of one spatial tile's slices) are counted once. Under
+    ``SLICES_OUTER`` every spatial tile of an output-channel tile holds its psum area from its first slice to its
+    last: the psum peak is the largest sum of one output-channel tile's areas."""
     peak = dict.fromkeys(BUFFERS, 0)
     # tiles of one shape share their region tuple: each distinct (previous, current) pair is summed once
     by_id = {id(t.regions): t.regions for t in tiles}
@@ -129,4 +179,10 @@ def peak_occupancy(tiles: list[Tile], slots: int) -> dict[str, int]:
         for buffer in BUFFERS:
             spans = {(r.base_addr, r.end_addr) for r in regions if r.buffer == buffer}
             peak[buffer] = max(peak[buffer], sum(end - base for base, end in spans))
+    if loop_order == SLICES_OUTER:
+        # output-channel tiles of one size lay their spatial tiles' areas out alike: one set of spans per size
+        resident: dict[int, set[tuple[int, int]]] = {}
+        for oc_n, regions in {id(t.regions): (t.oc_count, t.regions) for t in tiles}.values():
+            resident.setdefault(oc_n, set()).update((r.base_addr, r.end_addr) for r in regions if r.buffer == "psum")
+        peak["psum"] = max([peak["psum"], *(sum(e - b for b, e in spans) for spans in resident.values())])
     return peak

@@ -10,7 +10,8 @@ found through ``index.json`` by :class:`simulator.dump.Dumps` by region name and
 paths or stage names: whichever stage wrote a region is in the index).
 
 Input-channel slices: the shipped array has no accumulator preload, so the RTL computes one slice's
-contribution from zeroed accumulators; for a later slice the task carries the previous slice's dumped psum,
+contribution from zeroed accumulators; for a later slice the task carries the previous slice's dumped psum (the
+plan's :meth:`~simulator.plan.TilePlan.previous_slice`, in either loop order),
 which the verdict adds (int32, wrapping) to the RTL's result before comparing it with this slice's dump. The
 model cycles the RTL is held to are the array's fold cycles: the cost function's total less its psum
 read-modify-write term (:func:`simulator.stages.mac_array.psum_read_cycles`), which the RTL does not run.
@@ -133,7 +134,7 @@ def mac_task(ctx: LayerContext, tile: Tile, dumps: Dumps, rows: int, cols: int) 
         psum = tile.region(job.psum_region)
         expect.append(_mem(_written(dumps, psum.name, tile.index, psum)))
         if not tile.first_slice:
-            previous.append(_previous_slice(dumps, tile, psum))
+            previous.append(_previous_slice(dumps, tile, psum, ctx.plan.previous_slice(tile)))
         e_len = job.out_hw[0] * job.out_hw[1]
         base = {
             "x_base": staged.base_addr, "x_layout": LAYOUT_CODES[staged.layout], "x_c0": staged.c0,
@@ -152,16 +153,18 @@ def mac_task(ctx: LayerContext, tile: Tile, dumps: Dumps, rows: int, cols: int) 
                    previous=tuple(previous))
 
 
-def _previous_slice(dumps: Dumps, tile: Tile, psum: Region) -> MemFile:
-    """The psum the previous input-channel slice of the tile left (the tile just before it: slices are the
-    innermost loop), as dumped after that slice's MAC array stage."""
+def _previous_slice(dumps: Dumps, tile: Tile, psum: Region, before: Tile | None) -> MemFile:
+    """The psum the previous input-channel slice of the tile left (``before``, the plan's tile of that slice:
+    the tile just before it when the slices are the innermost loop, one output-channel tile's spatial tiles
+    earlier when they are outside), as dumped after that slice's MAC array stage."""
     try:
         found: BufferDump | None = _written(dumps, psum.name, tile.index, psum, before=True)
     except LookupError:
         found = None
-    if found is None or found.tile != tile.index - 1:
+    if before is None or found is None or found.tile != before.index:
+        where = f"tile {before.index}" if before is not None else "its tile"
         raise ConvsimError(f"tile {tile.index} (input-channel slice {tile.ic_slice + 1} of {tile.ic_slices}): the "
-                           f"previous slice, tile {tile.index - 1}, was not dumped (dump budget): check fewer "
+                           f"previous slice, {where}, was not dumped (dump budget): check fewer "
                            f"tiles with --tiles N")
     return _mem(found)
 

@@ -1,4 +1,5 @@
-"""DMA load: moves a tile's ifmap rows, and (once per output-channel tile) its weights and bias, from DRAM into
+"""DMA load: moves a tile's ifmap rows, and (on the tiles the plan marks ``load_weight``: the first of an
+output-channel tile, or of each input-channel slice, per the loop order) its weights and bias, from DRAM into
 the ifmap and weight SRAM buffers.
 
 Models: sustained bandwidth (``bytes_per_cycle``), a fixed set-up cost per descriptor (one per contiguous DRAM
