@@ -4,11 +4,17 @@ called on every tile, over plans with input-channel slices, width tiles, border 
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from simulator.config import HardwareConfig, load_config
-from simulator.pipeline import STAGES, plan_for, tile_costs
+from simulator.errors import ConvsimError
+from simulator.mapping import mapping_for
+from simulator.pipeline import STAGES, modelled_cost, plan_for, tile_costs
+from simulator.plan import SLICES_OUTER
 from simulator.stages.common import LayerContext
+from simulator.tiling import plan_tiles
 from tests.conftest import REPO
 
 SMALL = {"sram": {b: {"size_bytes": 16384} for b in ("ifmap", "weight", "psum")}}
@@ -40,6 +46,28 @@ def test_memoised_costs_equal_the_cost_functions_on_every_tile(config: str, meth
         assert memoised == direct
         if len(plan.tiles) > 4:  # the memo is hit: tiles of one shape share a record
             assert len({id(c) for row in memoised for c in row}) < len(plan.tiles) * len(STAGES)
+
+
+@pytest.mark.parametrize("config", ["configs/dcgan_512_256.yaml", "configs/unet_decoder.yaml"])
+@pytest.mark.parametrize("method", ["swell", "phase"])
+def test_memoised_costs_equal_the_cost_functions_with_slices_outside(config: str, method: str) -> None:
+    # the loop order oc > ic > n > oh > ow: weights loaded on the first spatial tile of each slice, every spatial
+    # tile in its own psum area (so its own region tuple)
+    cfg = load_config(REPO / config)
+    hw = _hw(cfg.hardware, True)
+    checked = 0
+    for layer in cfg.layers:
+        try:
+            plan = plan_tiles(layer, hw, mapping_for(layer, hw, method), functools.partial(modelled_cost, layer, hw),
+                              loop_order=SLICES_OUTER)
+        except ConvsimError:  # no tile shape of this layer has several slices and spatial tiles whose psums fit
+            continue
+        ctx = LayerContext(layer, hw, plan)
+        costs_of = tile_costs(ctx)
+        assert [costs_of(tile) for tile in plan.tiles] == [[stage.cost(ctx, tile) for _, stage in STAGES]
+                                                           for tile in plan.tiles]
+        checked += 1
+    assert checked
 
 
 def test_fast_tile_construction_equals_the_dataclass_init() -> None:
