@@ -243,6 +243,8 @@ class Tiler:
         """The ``SLICES_OUTER`` shape derived from a candidate: its output channels cut until every spatial tile's
         psum area fits the psum buffer, then its rows grown back; None when one channel does not fit."""
         rows, cols, oc_per, ic = shape
+        if not self.outer_fits((rows, cols, 1, ic)):  # (the common refusal, checked once)
+            return None
         oc = self.largest(list(range(oc_per, 0, -1)), lambda c: (rows, cols, c, ic), self.outer_fits)
         if oc is None:
             return None
@@ -307,12 +309,15 @@ class Tiler:
                     index += 1
 
     def plan(self, shape: Shape, order: str = SLICES_INNER, tiles: tuple[Tile, ...] | None = None) -> TilePlan:
+        """The plan of ``shape`` in ``order``: all its tiles, or (the objective's samples) ``tiles``, whose peak
+        occupancy is then not computed (the objective does not read it)."""
         rows, cols, oc_per, ic_per = shape
+        peak: dict[str, int] = {}
         if tiles is None:
             tiles = tuple(self.iter_tiles(shape) if order == SLICES_INNER else self.iter_outer(shape))
+            peak = peak_occupancy(list(tiles), self.slots, order)
         return TilePlan(self.mapping, min(rows, self.out_hw[0]), min(cols, self.out_hw[1]), oc_per,
-                        min(ic_per, self.cin_g), self.slots, tiles, peak_occupancy(list(tiles), self.slots, order),
-                        order)
+                        min(ic_per, self.cin_g), self.slots, tiles, peak, order)
 
 
 __all__ = ["Range", "Shape", "Tiler", "iter_oc_ranges"]

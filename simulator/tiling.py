@@ -77,10 +77,11 @@ def plan_tiles(layer: LayerConfig, hw: HardwareConfig, mapping: Mapping,
 
     Candidates (:meth:`Tiler.candidates`, each in loop order ``SLICES_INNER`` and, where it has several
     slices and spatial tiles and all their psum areas fit, ``SLICES_OUTER``; and the whole layer as one tile in
-    the whole buffer under ``double_buffer``) are ranked by ``objective`` estimated from samples (:func:`_score`;
-    fewer slices first, ``SLICES_INNER`` before ``SLICES_OUTER``; a later candidate must model MARGIN fewer
-    cycles, an equal one less DRAM traffic); without an objective, or when the first candidate is the whole
-    layer in one tile, that one is taken. When not even the smallest tile fits half of each buffer, the tiles use
+    the whole buffer under ``double_buffer``) are ranked by ``objective`` estimated from samples (:func:`_score`),
+    per loop order: fewer slices first, a later candidate must model MARGIN fewer cycles, an equal one less DRAM
+    traffic. The two orders' best are then compared (in full when small, see FULL_TILES and PLAUSIBLE); on a tie
+    ``SLICES_INNER`` is kept. Without an objective, or when the first candidate is the whole layer in one tile,
+    that one is taken. When not even the smallest tile fits half of each buffer, the tiles use
     whole buffers one at a time (the plan's ``slots`` is 1 and the pipeline schedules it serially). Refuses only
     when the smallest tile (one output pixel, or one phase period, of one output channel over one input channel)
     does not fit a whole buffer. ``loop_order`` (tests): consider only candidates in that order (refused when it
@@ -122,11 +123,11 @@ def plan_tiles(layer: LayerConfig, hw: HardwareConfig, mapping: Mapping,
             return out
         return list(dict.fromkeys((planner, d, order) for d in map(outer, shapes[i]) if d is not None))
 
-    def search(order: str) -> tuple[tuple[float, ...], Option] | None:
+    def search(order: str, rounds_cap: int | None = None) -> tuple[tuple[float, ...], Option] | None:
         """The best candidate in ``order``: rounds of ever finer slicing until one brings no gain (the cost
-        falls, then rises); in order, a later candidate must model MARGIN fewer cycles."""
+        falls, then rises), or ``rounds_cap``; in order, a later candidate must model MARGIN fewer cycles."""
         best, i = None, 0
-        while (candidates := options(i, order)) is not None:
+        while (rounds_cap is None or i < rounds_cap) and (candidates := options(i, order)) is not None:
             improved = False
             for option in candidates:
                 cost = _score(option, objective)  # type: ignore[arg-type]
@@ -146,12 +147,18 @@ def plan_tiles(layer: LayerConfig, hw: HardwareConfig, mapping: Mapping,
     if loop_order is not None:
         whole = whole if loop_order == SLICES_INNER else None
         if objective is None:  # a forced loop order without an objective: its first candidate
-            found = next((o for i in itertools.count() if (o := options(i, loop_order)) is None or o), None)
-            if not found:
+            i = 0
+            while (candidates := options(i, loop_order)) is not None and not candidates:
+                i += 1
+            if not candidates:
                 raise ConvsimError(f"layer {layer.name!r}: no tile shape fits in loop order {loop_order}")
-            return found[0][0].plan(found[0][1], loop_order)
-    chosen = [best for order in ((SLICES_INNER, SLICES_OUTER) if loop_order is None else (loop_order,))
-              if (best := search(order)) is not None]
+            return _build(candidates[0])
+    if loop_order is None:
+        found = [search(SLICES_INNER)]
+        found.append(search(SLICES_OUTER, len(shapes) + 1))  # one round finer than the other looked, no further
+    else:
+        found = [search(loop_order)]
+    chosen = [best for best in found if best is not None]
     if not chosen:
         raise ConvsimError(f"layer {layer.name!r}: no tile shape fits in loop order {loop_order}")
     if len(chosen) == 1:
