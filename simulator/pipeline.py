@@ -134,11 +134,14 @@ def overlap_of(plan: TilePlan, hw: HardwareConfig) -> str:
     return hw.pipeline.overlap if plan.slots == 2 else "serial"
 
 
-def tile_costs(ctx: LayerContext) -> Callable[[Tile], list[StageCost]]:
+def tile_costs(ctx: LayerContext, memo: dict[tuple[object, ...], StageCost] | None = None
+               ) -> Callable[[Tile], list[StageCost]]:
     """Every stage's cost of a tile, computed once per distinct ``cost_key`` (what the stage's cost function
     reads from a tile: its shapes, flags and, for the useful MACs, its rows and columns); the tiles of one shape
-    share the (frozen) cost record. A stage without ``cost_key`` is costed on every tile."""
-    memo: dict[tuple[object, ...], StageCost] = {}
+    share the (frozen) cost record. A stage without ``cost_key`` is costed on every tile. ``memo``: a memo the
+    caller owns, shared by plans of one layer and mapping whose tiles' regions and jobs stay alive meanwhile (the
+    keys hold their identities): the planner's candidates."""
+    memo = {} if memo is None else memo
     keyed = [(name, stage, getattr(stage, "cost_key", None)) for name, stage in STAGES]
 
     def costs(tile: Tile) -> list[StageCost]:
@@ -157,10 +160,11 @@ def tile_costs(ctx: LayerContext) -> Callable[[Tile], list[StageCost]]:
     return costs
 
 
-def modelled_cost(layer: LayerConfig, hw: HardwareConfig, plan: TilePlan) -> tuple[int, int]:
+def modelled_cost(layer: LayerConfig, hw: HardwareConfig, plan: TilePlan,
+                  memo: dict[tuple[object, ...], StageCost] | None = None) -> tuple[int, int]:
     """The planner's objective: (scheduled cycles, DRAM bytes read + written) of ``plan``'s tiles, from the
-    stages' cost functions alone (no values)."""
-    costs_of = tile_costs(LayerContext(layer, hw, plan))
+    stages' cost functions alone (no values); ``memo``: see :func:`tile_costs`."""
+    costs_of = tile_costs(LayerContext(layer, hw, plan), memo)
     costs = [costs_of(tile) for tile in plan.tiles]
     _, ends = schedule([[c.cycles for c in row] for row in costs], overlap_of(plan, hw), plan.releases())
     dram = sum(c.dram_read_bytes + c.dram_write_bytes for row in costs for c in row)
@@ -170,8 +174,9 @@ def modelled_cost(layer: LayerConfig, hw: HardwareConfig, plan: TilePlan) -> tup
 def plan_for(layer: LayerConfig, hw: HardwareConfig, method_choice: str) -> TilePlan:
     """The tile plan of ``layer`` under ``engine.transposed_conv = method_choice`` (conv2d: direct), chosen by
     fewest modelled cycles, then least DRAM traffic."""
+    memo: dict[tuple[object, ...], StageCost] = {}  # one planning call's: its candidates' tiles stay alive
     return plan_tiles(layer, hw, mapping_for(layer, hw, method_choice),
-                      functools.partial(modelled_cost, layer, hw))
+                      functools.partial(modelled_cost, layer, hw, memo=memo))
 
 
 def simulate_layer(layer: LayerConfig, hw: HardwareConfig, method_choice: str, tensors: LayerTensors | None,

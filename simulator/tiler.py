@@ -195,12 +195,16 @@ class Tiler:
         return (oc_tiles * self.mapping.n_img * ceil_div(self.out_hw[0], rows) * ceil_div(self.out_hw[1], cols)
                 * slices)
 
-    def regions(self, rk: object, ck: object, oc_n: int, ic_n: int, bases: tuple[int, int, int]) -> tuple[Region, ...]:
-        """The tile's regions, each buffer's placed from its byte offset in ``bases`` (ifmap, weight, psum)."""
-        key = (rk, ck, oc_n, ic_n, bases)
+    def regions(self, rk: object, ck: object, oc_n: int, ic_n: int, slots: tuple[int, int, int],
+                psum_stride: int | None = None) -> tuple[Region, ...]:
+        """The tile's regions in ifmap, weight and psum slots ``slots``; with ``psum_stride``, the psum slot is
+        an area of that many bytes (``SLICES_OUTER``) instead of half the buffer."""
+        key = (rk, ck, oc_n, ic_n, slots) if psum_stride is None else (rk, ck, oc_n, ic_n, slots, psum_stride)
         regions = self._regions.get(key)
         if regions is None:
-            base = dict(zip(BUFFERS, bases, strict=True))
+            base = {b: s * self.geometry[b][1] for b, s in zip(BUFFERS, slots, strict=True)}
+            if psum_stride is not None:
+                base["psum"] = slots[2] * psum_stride
             regions = self._regions[key] = tuple(
                 Region(d.name, d.buffer, base[d.buffer] + off, d.shape, d.dtype, d.layout, self.c0)  # type: ignore
                 for d, off in self.spec(rk, ck, oc_n, ic_n)[0])
@@ -217,6 +221,10 @@ class Tiler:
         """The spatial tiles (image, output rows, output columns) of ``shape``, in loop order."""
         return list(itertools.product(range(self.mapping.n_img), _ranges(self.out_hw[0], shape[0]),
                                       _ranges(self.out_hw[1], shape[1])))
+
+    def spatial_count(self, shape: Shape) -> int:
+        """The number of spatial tiles of ``shape``."""
+        return self.mapping.n_img * ceil_div(self.out_hw[0], shape[0]) * ceil_div(self.out_hw[1], shape[1])
 
     def psum_stride(self, shape: Shape) -> int:
         """Bytes between two spatial tiles' psum areas under ``SLICES_OUTER``: the largest tile's psum-buffer
@@ -236,8 +244,8 @@ class Tiler:
     def outer_fits(self, shape: Shape) -> bool:
         """``SLICES_OUTER`` is legal for ``shape``: its tiles fit, and so do all spatial tiles' psum areas of one
         output-channel tile together, in the whole psum buffer."""
-        n_spatial = self.mapping.n_img * ceil_div(self.out_hw[0], shape[0]) * ceil_div(self.out_hw[1], shape[1])
-        return self.fits(shape) is None and n_spatial * self.psum_stride(shape) <= self.geometry["psum"][2]
+        return self.fits(shape) is None and self.spatial_count(shape) * self.psum_stride(shape) <= self.geometry[
+            "psum"][2]
 
     def outer_shape(self, shape: Shape) -> Shape | None:
         """The ``SLICES_OUTER`` shape derived from a candidate: its output channels cut until every spatial tile's
@@ -264,11 +272,11 @@ class Tiler:
         slice."""
         oc_per, ic_per = shape[2:]
         slots, index, spatial, weight_loads = self.slots, 0, 0, 0
-        size = [self.geometry[b][1] for b in BUFFERS]
+        spatial_tiles = self.spatial(shape)
         for oc, groups in iter_oc_ranges(self.cout_g, self.layer.groups, oc_per):
             slices = self.slices(groups, ic_per)
             first, n_slices, oc_n = True, len(slices), oc[1] - oc[0]
-            for n, oh, ow in self.spatial(shape):
+            for n, oh, ow in spatial_tiles:
                 rw, cw = self.window(0, *oh), self.window(1, *ow)
                 jobs = self.jobs(rw, cw)
                 psum_slot = spatial % slots  # (one spatial tile's input-channel slices share its psum)
@@ -276,8 +284,7 @@ class Tiler:
                     load = first or n_slices > 1  # weights stay resident only while there is one slice
                     weight_loads += load
                     slot, weight_slot = index % slots, (weight_loads - 1) % slots
-                    key = (rw.size, cw.size, oc_n, ic[1] - ic[0],
-                           (slot * size[0], weight_slot * size[1], psum_slot * size[2]))
+                    key = (rw.size, cw.size, oc_n, ic[1] - ic[0], (slot, weight_slot, psum_slot))
                     regions = self._regions.get(key) or self.regions(*key)
                     yield Tile.make(index, n, oh, ow, oc, groups, ic, k, n_slices, rw.inputs, cw.inputs, slot,
                                     psum_slot, weight_slot, load, jobs, regions)
@@ -292,7 +299,7 @@ class Tiler:
         spatial tile ``s`` accumulates in its own psum area at ``s * psum_stride``. The objective's samples
         take the first ``n_spatial`` spatial tiles, the slices ``picks(count)`` and the first ``oc_tiles``."""
         slots, index, weight_loads = self.slots, 0, 0
-        size, stride = [self.geometry[b][1] for b in BUFFERS], self.psum_stride(shape)
+        stride = self.psum_stride(shape)
         spatial = self.spatial(shape)[:n_spatial]
         for oc, groups in itertools.islice(iter_oc_ranges(self.cout_g, self.layer.groups, shape[2]), oc_tiles):
             slices, oc_n = self.slices(groups, shape[3]), oc[1] - oc[0]
@@ -302,8 +309,7 @@ class Tiler:
                     rw, cw = self.window(0, *oh), self.window(1, *ow)
                     weight_loads += s == 0
                     slot, weight_slot = index % slots, (weight_loads - 1) % slots
-                    regions = self.regions(rw.size, cw.size, oc_n, ic[1] - ic[0],
-                                           (slot * size[0], weight_slot * size[1], s * stride))
+                    regions = self.regions(rw.size, cw.size, oc_n, ic[1] - ic[0], (slot, weight_slot, s), stride)
                     yield Tile.make(index, n, oh, ow, oc, groups, ic, k, len(slices), rw.inputs, cw.inputs, slot,
                                     s, weight_slot, s == 0, self.jobs(rw, cw), regions)
                     index += 1

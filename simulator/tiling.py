@@ -49,16 +49,16 @@ def _score(option: Option, objective: Objective) -> tuple[float, ...]:
     ``SLICES_INNER``: its first SAMPLE_TILES tiles, scaled to its tile count. ``SLICES_OUTER``: its first
     output-channel tile's cost is linear in its spatial tiles (each slice's weight load is paid once, not per
     tile) and in its slices (the first and last differ: no psum read, the write-back): it is extrapolated from
-    samples of 2 and 4 spatial tiles by 2 and 3 slices (the first, a middle one, the last), then scaled to the
+    samples of 2 and 3 spatial tiles by 2 and 3 slices (the first, a middle one, the last), then scaled to the
     number of output-channel tiles."""
     p, shape, order = option
     if order == SLICES_INNER:
         sample = tuple(itertools.islice(p.iter_tiles(shape), SAMPLE_TILES))
         scale = p.count(shape) / len(sample)
         return tuple(value * scale for value in objective(p.plan(shape, order, sample)))
-    n_spatial, n_slices = len(p.spatial(shape)), len(p.slices(next(
+    n_spatial, n_slices = p.spatial_count(shape), len(p.slices(next(
         iter_oc_ranges(p.cout_g, p.layer.groups, shape[2]))[1], shape[3]))
-    spatial_points = (n_spatial,) if n_spatial <= 4 else (2, 4)
+    spatial_points = (n_spatial,) if n_spatial <= 3 else (2, 3)
     slice_points = (n_slices,) if n_slices <= 3 else (2, 3)
 
     def sample(m: int, k: int) -> tuple[float, ...]:
@@ -107,7 +107,7 @@ def plan_tiles(layer: LayerConfig, hw: HardwareConfig, mapping: Mapping,
         """The ``SLICES_OUTER`` candidate of a shape: only where it changes the tile order (several slices and
         several spatial tiles)."""
         derived = planner.outer_shape(shape) if shape[3] < planner.cin_g else None
-        return derived if derived is not None and len(planner.spatial(derived)) > 1 else None
+        return derived if derived is not None and planner.spatial_count(derived) > 1 else None
 
     def options(i: int, order: str) -> list[Option] | None:
         """Round ``i``'s candidates in ``order`` (None: no such round)."""
@@ -121,13 +121,16 @@ def plan_tiles(layer: LayerConfig, hw: HardwareConfig, mapping: Mapping,
             if i == 0 and whole is not None:  # a layer that fits one tile gets the whole buffer
                 out.append((whole, (*layer.output_hw, layer.out_channels, layer.in_channels), order))
             return out
-        return list(dict.fromkeys((planner, d, order) for d in map(outer, shapes[i]) if d is not None))
+        derived = outer(shapes[i][0])  # (the round's shapes differ in columns and channels, which it re-cuts)
+        return [] if derived is None else [(planner, derived, order)]
 
-    def search(order: str, rounds_cap: int | None = None) -> tuple[tuple[float, ...], Option] | None:
+    def search(order: str, rounds: int | None = None) -> tuple[tuple[float, ...], Option] | None:
         """The best candidate in ``order``: rounds of ever finer slicing until one brings no gain (the cost
-        falls, then rises), or ``rounds_cap``; in order, a later candidate must model MARGIN fewer cycles."""
+        falls, then rises); past round ``rounds``, only while it has a candidate (rounds without one are skipped
+        until then); in order, a later candidate must model MARGIN fewer cycles."""
         best, i = None, 0
-        while (rounds_cap is None or i < rounds_cap) and (candidates := options(i, order)) is not None:
+        while not (rounds is not None and i >= rounds and best is None) and (
+                candidates := options(i, order)) is not None:
             improved = False
             for option in candidates:
                 cost = _score(option, objective)  # type: ignore[arg-type]
@@ -155,7 +158,7 @@ def plan_tiles(layer: LayerConfig, hw: HardwareConfig, mapping: Mapping,
             return _build(candidates[0])
     if loop_order is None:
         found = [search(SLICES_INNER)]
-        found.append(search(SLICES_OUTER, len(shapes) + 1))  # one round finer than the other looked, no further
+        found.append(search(SLICES_OUTER, len(shapes)))  # further than the other order only while improving
     else:
         found = [search(loop_order)]
     chosen = [best for best in found if best is not None]
