@@ -7,6 +7,7 @@ import pytest
 
 from simulator.config import MacArrayConfig
 from simulator.stages import mac_array
+from simulator.stages.common import BytesMemo
 from simulator.stages.mac_array import conv_i8_i32, fold_model
 
 X = np.arange(1, 10, dtype=np.int8).reshape(1, 3, 3)  # [[1 2 3] [4 5 6] [7 8 9]]
@@ -142,14 +143,43 @@ def test_support_grid_by_hand():
 
 def test_reused_weight_operand_follows_the_sram_bytes():
     """The GEMM operand converted for one tile is reused on the next only while the weight bytes are equal: a
-    weight that changed in SRAM (same shape, same job) gets a fresh operand, [u, g, v, m, c] = w[m, c, u, v]."""
+    weight that changed in SRAM (same shape, same job) gets a fresh operand, [u, g, v, m, c] = w[m, c, u, v]; an
+    image seen before the change is found again (the slices of one output-channel tile alternate)."""
     rng = np.random.default_rng(3)
-    memo: dict = {}
+    memo = BytesMemo()
     first = rng.integers(-128, 128, size=(3, 4, 2, 3), dtype=np.int8)
     changed = first.copy()
     changed[2, 1, 1, 0] ^= 1
+    seen = []
     for w in (first, first.copy(), changed, first):
-        got = mac_array._reused_row_operands(memo, w, [w], 1)(0, w, 1)
+        ops = memo.get("k", w.view(np.uint8).ravel(), lambda w=w: mac_array.RowOperands([w], 1), lambda o: o.nbytes)
+        got = ops.rows[0]
         assert got.shape == (2, 1, 3, 3, 4) and got.dtype == np.float32
         for u, v, m, c in np.ndindex(2, 3, 3, 4):
             assert got[u, 0, v, m, c] == w[m, c, u, v]
+        band = ops.band(((0, 1),), 0, 1, 3)  # kernel row 1, channels 1..2: rows (v, m), columns c
+        assert band.shape == (9, 2)
+        for v, m, c in np.ndindex(3, 3, 2):
+            assert band[v * 3 + m, c] == w[m, c + 1, 1, v]
+        seen.append(ops)
+    assert seen[1] is seen[0] and seen[2] is not seen[0] and seen[3] is seen[0]
+
+
+def test_bytes_memo_stays_within_its_budget():
+    """A value whose image and size exceed the budget is not kept; older entries go first when the budget is full;
+    the newest entry always stays."""
+    memo = BytesMemo(budget=100)
+    images = [np.full(30, i, dtype=np.uint8) for i in range(4)]
+    made = []
+
+    def get(i: int) -> object:
+        return memo.get("k", images[i], lambda: made.append(i) or object(), lambda _: 10)
+
+    for i in (0, 1, 2):  # 3 x 40 bytes > 100: the oldest (0) is dropped
+        get(i)
+    assert memo.held == 80
+    get(1), get(2)
+    get(0)
+    assert made == [0, 1, 2, 0] and memo.held == 80
+    memo.get("big", np.zeros(95, dtype=np.uint8), lambda: object(), lambda _: 10)
+    assert memo.held == 80

@@ -31,7 +31,6 @@ never changes the cycles here.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,7 +121,29 @@ def row_operand(weight: np.ndarray, groups: int) -> np.ndarray:
                                 dtype=np.float32)
 
 
-Operand = Callable[[int, np.ndarray, int], np.ndarray]  # (spec index, weight, groups) -> row_operand(weight, groups)
+class RowOperands:
+    """The float32 GEMM operands of a tile's job weights: :func:`row_operand` of each, and, built on first use, the
+    concatenated operand of each band GEMM of :func:`_conv_row_gemms`. A pure function of the weights: the stage
+    keeps it while the conv-weight bytes it came from are unchanged (:class:`simulator.stages.common.BytesMemo`)."""
+
+    def __init__(self, weights: list[np.ndarray], groups: int) -> None:
+        self.rows = [row_operand(w, groups) for w in weights]
+        self._bands: dict[tuple[object, ...], np.ndarray] = {}
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held: the row operands and at most as much again in band operands."""
+        return 2 * sum(r.nbytes for r in self.rows)
+
+    def band(self, taps: tuple[tuple[int, int], ...], g: int, c0: int, c1: int) -> np.ndarray:
+        """(sum of kw*Mg over ``taps``, c1 - c0): the (job, kernel row) operands of group g, channels [c0, c1),
+        stacked in ``taps`` order."""
+        key = (taps, g, c0, c1)
+        band = self._bands.get(key)
+        if band is None:
+            parts = [self.rows[j][u, g].reshape(-1, self.rows[j].shape[-1])[:, c0:c1] for j, u in taps]
+            band = self._bands[key] = np.ascontiguousarray(parts[0]) if len(parts) == 1 else np.concatenate(parts)
+        return band
 
 
 JobShape = tuple[tuple[int, int, int, int], Pair, Pair, Pair]  # (weight shape, dilation, in_offset, out_hw)
@@ -177,7 +198,7 @@ def _band_gemms(grid: Grid, groups: int, jobs: tuple[JobShape, ...]) -> tuple[_B
 
 
 def _conv_row_gemms(x: np.ndarray, specs: list[ConvSpec], groups: int, nonzero: np.ndarray | None = None,
-                    operand: Operand | None = None) -> list[np.ndarray]:
+                    operands: RowOperands | None = None) -> list[np.ndarray]:
     """Exact sums of stride-1 convs of one staged input, by GEMMs per kernel row over its non-zero grid.
 
     x (C, H, W) int8 is placed at ``in_offset`` of each job's zero canvas, so output (r, c) of kernel tap (u, v)
@@ -192,7 +213,7 @@ def _conv_row_gemms(x: np.ndarray, specs: list[ConvSpec], groups: int, nonzero: 
     TAPS_GEMM_BUDGET_ELEMENTS run in row chunks. Exact: float32 GEMMs over at most F32_EXACT_CHANNELS channels of
     int8 x int8 products hold integers of magnitude <= 2**24; a job's accumulator is float32 when its whole
     reduction (kh*kw*C/g products) is that short, float64 (exact below 2**53) otherwise.
-    Returns one float array (M, OH, OW) of exact integers per spec, each a transposed view of channels-last memory.
+    Returns one float array (M, OH, OW) of exact integers per spec.
     """
     c = x.shape[0]
     cg = c // groups
@@ -200,35 +221,35 @@ def _conv_row_gemms(x: np.ndarray, specs: list[ConvSpec], groups: int, nonzero: 
     (y0, sy, ny), (x0, sx, nx) = grid
     on_grid = x[:, y0:y0 + (ny - 1) * sy + 1:sy, x0:x0 + (nx - 1) * sx + 1:sx] if ny and nx else x[:, :0, :0]
     flat = np.ascontiguousarray(on_grid.transpose(1, 2, 0), dtype=np.float32).reshape(ny * nx, c)  # (pixels, C)
-    weights = [row_operand(w, groups) if operand is None else operand(j, w, groups) for j, (w, *_) in enumerate(specs)]
-    dtypes = [np.float32 if w.shape[0] * w.shape[2] * cg <= F32_EXACT_CHANNELS else np.float64 for w in weights]
+    if operands is None:
+        operands = RowOperands([w for w, *_ in specs], groups)
+    # a job's whole reduction (kh*kw*C/g products) in float32 when exact there, else float64
+    dtypes = [np.float32 if w.shape[2] * w.shape[3] * cg <= F32_EXACT_CHANNELS else np.float64 for w, *_ in specs]
     accs: list[np.ndarray | None] = [None] * len(specs)  # allocated at the first add (taken over if it is whole)
     schedule = _band_gemms(grid, groups, tuple((w.shape, d, o, hw) for w, d, o, hw in specs))
     for gemm in schedule:
         for g in range(groups):
             for c0 in range(0, cg, F32_EXACT_CHANNELS):
                 c1 = min(cg, c0 + F32_EXACT_CHANNELS)
-                operands = [weights[j][u, g].reshape(-1, cg)[:, c0:c1] for j, u in gemm.taps]
-                taps = operands[0] if len(operands) == 1 else np.concatenate(operands)
                 xs = flat[gemm.b0 * nx:gemm.b1 * nx, g * cg + c0:g * cg + c1]
-                prod = np.matmul(xs, taps.T).reshape(gemm.b1 - gemm.b0, nx, -1)  # a fresh array per GEMM
+                # (products, pixels): output channels outermost, so every shifted add below runs along whole
+                # rows of pixels (contiguous), not along a tile's few output channels
+                prod = np.matmul(operands.band(gemm.taps, g, c0, c1), xs.T).reshape(-1, gemm.b1 - gemm.b0, nx)
                 for j, q0, q1, n0, n1, rows, cols in gemm.adds:
-                    part = prod[:, q0:q1, n0:n1]
+                    part = prod[n0:n1, :, q0:q1]
                     acc = accs[j]
                     out_hw = specs[j][3]
-                    if acc is None and groups == 1 and part.shape[:2] == out_hw and sy == sx == 1:
-                        # the whole output at once: keep the product (float32 columns of this job alone)
+                    if acc is None and groups == 1 and part.shape[1:] == out_hw and sy == sx == 1:
+                        # the whole output at once: keep the product (float32 rows of this job alone)
                         accs[j] = part if dtypes[j] == np.float32 else part.astype(np.float64)
                         continue
                     if acc is None:
-                        acc = accs[j] = np.zeros((*out_hw, specs[j][0].shape[0]), dtype=dtypes[j])
+                        acc = accs[j] = np.zeros((specs[j][0].shape[0], *out_hw), dtype=dtypes[j])
                     mg = n1 - n0
-                    acc[rows, cols, g * mg:(g + 1) * mg] += part
+                    acc[g * mg:(g + 1) * mg, rows, cols] += part
     out = []
     for (weight, _, _, out_hw), acc, dtype in zip(specs, accs, dtypes, strict=True):
-        if acc is None:  # no tap reads the input: all zeros
-            acc = np.zeros((*out_hw, weight.shape[0]), dtype=dtype)
-        out.append(acc.transpose(2, 0, 1))  # (OH, OW, M) -> (M, OH, OW): channels-last memory, as NHWC stores it
+        out.append(np.zeros((weight.shape[0], *out_hw), dtype=dtype) if acc is None else acc)  # None: no tap reads x
     return out
 
 
@@ -283,7 +304,8 @@ def _conv_pixel_gemms(x: np.ndarray, specs: list[ConvSpec], groups: int, pixels:
     return out
 
 
-def _conv_exact(x: np.ndarray, specs: list[ConvSpec], groups: int, operand: Operand | None = None) -> list[np.ndarray]:
+def _conv_exact(x: np.ndarray, specs: list[ConvSpec], groups: int,
+                operands: RowOperands | None = None) -> list[np.ndarray]:
     """Exact float sums of the jobs ``specs`` over one staged input. Both paths skip all-zero pixels; the pixel
     path when under SPARSE_MAX_DENSITY of the pixels are non-zero and its 0/1 scatter GEMM costs at most
     1/PIXEL_OUTPUTS_PER_CHANNEL of the products (deep layers on a small map), else the row GEMMs on the grid."""
@@ -293,7 +315,7 @@ def _conv_exact(x: np.ndarray, specs: list[ConvSpec], groups: int, operand: Oper
     if (pixels.size < SPARSE_MAX_DENSITY * nonzero.size
             and outputs * PIXEL_OUTPUTS_PER_CHANNEL <= x.shape[0] // groups):
         return _conv_pixel_gemms(x, specs, groups, pixels)
-    return _conv_row_gemms(x, specs, groups, nonzero, operand)
+    return _conv_row_gemms(x, specs, groups, nonzero, operands)
 
 
 def _conv_shifted(x: np.ndarray, weight: np.ndarray, groups: int, dilation: Pair, in_offset: Pair,
@@ -510,18 +532,13 @@ def cost_key(ctx: LayerContext, tile: Tile) -> tuple[object, ...]:
             tile.first_slice, tile.oh, tile.ow)
 
 
-def _reused_row_operands(memo: dict[object, tuple[bytes, object]], raw: np.ndarray, weights: list[np.ndarray],
-                         groups: int) -> Operand:
-    """:func:`row_operand` of every job's weight, converted once per weight image: the row tiles of one
-    output-channel tile read the same weight bytes from SRAM. The region's bytes ``raw`` are compared (not assumed
-    unchanged) before the conversions are reused."""
-    image = raw.tobytes()
-    key = ("mac_array.row_operands", tuple(w.shape for w in weights), groups)
-    seen = memo.get(key)
-    if seen is None or seen[0] != image:
-        seen = memo[key] = (image, [row_operand(w, groups) for w in weights])
-    converted: list[np.ndarray] = seen[1]  # type: ignore[assignment]
-    return lambda index, weight, groups: converted[index]
+def _reused_row_operands(ctx: LayerContext, raw: np.ndarray, tile: Tile, weights: list[np.ndarray]) -> RowOperands:
+    """The GEMM operands of the tile's job weights, converted once per conv-weight image: the spatial tiles of one
+    output-channel tile read the same weight bytes from SRAM (those of each input-channel slice in turn). Reused
+    only while the region's bytes ``raw`` are equal (compared, not assumed unchanged) and for the same jobs (the
+    planner shares one jobs tuple among the tiles of one shape; the plan keeps it alive)."""
+    return ctx.memo.get(("mac_array.operands", tile.num_groups, id(tile.jobs)), raw,
+                        lambda: RowOperands(weights, tile.num_groups), lambda ops: ops.nbytes)
 
 
 def _execute_centred(sram: Sram, ctx: LayerContext, tile: Tile, x: np.ndarray, job_weights: list[np.ndarray],
@@ -567,8 +584,7 @@ def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
     if fused:  # every job of the tile reads the same staged input: one pass of shared band GEMMs
         exact = _conv_exact(x, [(w, job.dilation, job.in_offset, job.out_hw)
                                 for job, w in zip(tile.jobs, job_weights, strict=True)], groups,
-                            _reused_row_operands(ctx.memo, sram.raw(tile.region(mapping.conv_weight)),
-                                                 job_weights, groups))
+                            _reused_row_operands(ctx, sram.raw(tile.region(mapping.conv_weight)), tile, job_weights))
     for i, (job, w, k) in enumerate(zip(tile.jobs, job_weights, reductions, strict=True)):
         region = tile.region(job.psum_region)
         initial = None if tile.first_slice else sram.read(region)
