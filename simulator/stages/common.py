@@ -75,6 +75,10 @@ class LayerContext:
     hw: HardwareConfig
     plan: TilePlan
     memo: BytesMemo = field(default_factory=BytesMemo, compare=False, repr=False)
+    # whether anything reads the SRAM between stages (dumps, an observer): when nothing does, the MAC array may
+    # run a spatial tile's input-channel slices in one pass at the last slice (``pending`` holds the earlier ones)
+    observed: bool = True
+    pending: list[tuple[np.ndarray, list[np.ndarray]]] = field(default_factory=list, compare=False, repr=False)
     # accumulator overflows seen under on_overflow=error; the pipeline raises the first in NCHW order at the end
     overflows: list[AccumulatorOverflowError] = field(default_factory=list, compare=False, repr=False)
 
