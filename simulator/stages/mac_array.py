@@ -541,6 +541,14 @@ def _reused_row_operands(ctx: LayerContext, raw: np.ndarray, tile: Tile, weights
                         lambda: RowOperands(weights, tile.num_groups), lambda ops: ops.nbytes)
 
 
+def _reused_stacked_operands(ctx: LayerContext, tile: Tile, weights: list[np.ndarray]) -> RowOperands:
+    """The GEMM operands of every slice's job weights stacked along the input channels: the spatial tiles of one
+    output-channel tile stack the same slices, so they are converted once while the stacked bytes are equal."""
+    stacked = np.concatenate([w.reshape(-1) for w in weights]).view(np.uint8)
+    return ctx.memo.get(("mac_array.stacked_operands", tile.num_groups, id(tile.jobs), tuple(w.shape for w in weights)),
+                        stacked, lambda: RowOperands(weights, tile.num_groups), lambda ops: ops.nbytes)
+
+
 def _batch_slice(ctx: LayerContext, tile: Tile, x: np.ndarray, job_weights: list[np.ndarray]) -> bool:
     """Keep this input-channel slice's operands for the last slice of its spatial tile instead of running it now
     (True), when nothing reads the psum SRAM between slices (no dumps, no observer) and the next tile is the next
@@ -619,7 +627,7 @@ def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
     if fused:  # every job of the tile reads the same staged input: one pass of shared band GEMMs
         if ctx.pending:  # the earlier slices of this spatial tile, batched: every slice's products in one pass
             x, job_weights = _with_pending(ctx, tile, x, job_weights)
-            first, operands = True, RowOperands(job_weights, groups)
+            first, operands = True, _reused_stacked_operands(ctx, tile, job_weights)
         else:
             first = tile.first_slice
             operands = _reused_row_operands(ctx, sram.raw(tile.region(mapping.conv_weight)), tile, job_weights)
