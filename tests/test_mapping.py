@@ -9,6 +9,7 @@ torch, without a line outside ``simulator/mapping`` knowing it.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,8 @@ PATHS = {
                                                                     reduction=2**20),
     "in_order_error": lambda x, w, g, d, o, hw: mac.conv_i8_i32(x, w, g, (1, 1), d, o, hw, "error",
                                                                  reduction=2**20),
+    "row_gemms_three_slices": lambda x, w, g, d, o, hw: _row_gemm_slices(x, w, g, d, o, hw, stacked=False),
+    "row_gemms_three_slices_stacked": lambda x, w, g, d, o, hw: _row_gemm_slices(x, w, g, d, o, hw, stacked=True),
     "two_slices_accumulated": lambda x, w, g, d, o, hw: _two_slices(x, w, g, d, o, hw),
     "two_slices_in_order": lambda x, w, g, d, o, hw: _two_slices(x, w, g, d, o, hw, reduction=2**20),
 }
@@ -74,6 +77,20 @@ def _im2col_in_chunks(x: np.ndarray, w: np.ndarray, g: int, d: tuple[int, int], 
         return mac.conv_i8_i32(x, w, g, (1, 1), d, o, hw, "error")
     return sum(mac.conv_i8_i32(x[i:i + 4], w[:, i:i + 4], 1, (1, 1), d, o, hw, "wrap").astype(np.int64)
                for i in range(0, x.shape[0], 4))
+
+
+def _row_gemm_slices(x: np.ndarray, w: np.ndarray, g: int, d: tuple[int, int], o: tuple[int, int],
+                     hw: tuple[int, int], stacked: bool) -> np.ndarray:
+    """The input channels in three unequal slices through the row GEMMs at once, as the MAC array runs the slices
+    of a spatial tile it kept (one group: slices never straddle groups): one GEMM per slice and band, or one per
+    band over the slices' stacked operands."""
+    if g > 1 or x.shape[0] < 3:
+        return mac._conv_row_gemms(x, [(w, d, o, hw)], g)[0]
+    cuts = [0, x.shape[0] // 3, x.shape[0] // 2, x.shape[0]]
+    slices = [(x[a:b], [w[:, a:b]], mac.RowOperands([w[:, a:b]], 1)) for a, b in itertools.pairwise(cuts)]
+    nonzero = np.logical_or.reduce([mac.nonzero_pixels(xs) for xs, _, _ in slices])
+    both = mac.RowOperands.stacked([ops for _, _, ops in slices]) if stacked else None
+    return mac._conv_row_gemms_slices(slices, [(d, o, hw)], 1, nonzero, both)[0]
 
 
 def _two_slices(x: np.ndarray, w: np.ndarray, g: int, d: tuple[int, int], o: tuple[int, int],

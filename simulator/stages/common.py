@@ -6,6 +6,7 @@ Models nothing by itself. The DRAM is the host-visible tensors in torch's NCHW o
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -32,7 +33,7 @@ class Dram:
 
 
 T = TypeVar("T")
-MEMO_BUDGET_BYTES = 256 << 20  # derived operands a layer's memo holds at most (the oldest are dropped first)
+MEMO_BUDGET_BYTES = 64 << 20  # derived operands a layer's memo holds at most (the oldest are dropped first)
 
 
 class BytesMemo:
@@ -78,7 +79,10 @@ class LayerContext:
     # whether anything reads the SRAM between stages (dumps, an observer): when nothing does, the MAC array may
     # run a spatial tile's input-channel slices in one pass at the last slice (``pending`` holds the earlier ones)
     observed: bool = True
-    pending: list[tuple[np.ndarray, list[np.ndarray]]] = field(default_factory=list, compare=False, repr=False)
+    pending: list[tuple[np.ndarray, list[np.ndarray], object]] = field(default_factory=list, compare=False, repr=False)
+    # stacked operands of recurring slice combinations (the MAC array's, keyed by the slices' operand objects)
+    stacked: dict[tuple[int, ...], tuple[tuple[object, ...], object]] = field(default_factory=dict, compare=False,
+                                                                               repr=False)
     # accumulator overflows seen under on_overflow=error; the pipeline raises the first in NCHW order at the end
     overflows: list[AccumulatorOverflowError] = field(default_factory=list, compare=False, repr=False)
 
@@ -86,6 +90,20 @@ class LayerContext:
     def mapping(self) -> Mapping:
         """The tiles' mapping: the stages ask it, never a method name."""
         return self.plan.mapping
+
+    @functools.cached_property
+    def weights_recur(self) -> bool:
+        """Whether a tile's weights come back on a later tile: an output-channel tile of more than one spatial
+        tile (its weights, or each of its input-channel slices' weights, are used once per spatial tile)."""
+        out_h, out_w = self.layer.output_hw
+        return (self.layer.input_shape[0] > 1 or self.plan.rows_per_tile < out_h
+                or self.plan.cols_per_tile < out_w)
+
+    def derived(self, key: object, raw: np.ndarray, make: Callable[[], T], size: Callable[[T], int]) -> T:
+        """``make()``, kept in ``memo`` for later tiles with the same bytes ``raw`` when the plan brings the
+        weights back (:attr:`weights_recur`); otherwise made afresh (values kept for nothing would only push
+        the tiles' working data out of the caches)."""
+        return self.memo.get(key, raw, make, size) if self.weights_recur else make()
 
 
 @dataclass(frozen=True)

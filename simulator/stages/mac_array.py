@@ -126,9 +126,19 @@ class RowOperands:
     concatenated operand of each band GEMM of :func:`_conv_row_gemms`. A pure function of the weights: the stage
     keeps it while the conv-weight bytes it came from are unchanged (:class:`simulator.stages.common.BytesMemo`)."""
 
-    def __init__(self, weights: list[np.ndarray], groups: int) -> None:
+    def __init__(self, weights: list[np.ndarray], groups: int, keep_bands: bool = True) -> None:
         self.rows = [row_operand(w, groups) for w in weights]
-        self._bands: dict[tuple[object, ...], np.ndarray] = {}
+        # band operands are kept only when the operands are (kept bands of a one-off tile only churn the heap)
+        self._bands: dict[tuple[object, ...], np.ndarray] | None = {} if keep_bands else None
+
+    @classmethod
+    def stacked(cls, parts: list[RowOperands]) -> RowOperands:
+        """The operands of one group's weights stacked along the input channels: each job's rows of every part,
+        joined along C (the parts' channel order)."""
+        ops = cls.__new__(cls)
+        ops.rows = [np.concatenate([p.rows[j] for p in parts], axis=-1) for j in range(len(parts[0].rows))]
+        ops._bands = {}
+        return ops
 
     @property
     def nbytes(self) -> int:
@@ -139,10 +149,12 @@ class RowOperands:
         """(sum of kw*Mg over ``taps``, c1 - c0): the (job, kernel row) operands of group g, channels [c0, c1),
         stacked in ``taps`` order."""
         key = (taps, g, c0, c1)
-        band = self._bands.get(key)
+        band = None if self._bands is None else self._bands.get(key)
         if band is None:
             parts = [self.rows[j][u, g].reshape(-1, self.rows[j].shape[-1])[:, c0:c1] for j, u in taps]
-            band = self._bands[key] = np.ascontiguousarray(parts[0]) if len(parts) == 1 else np.concatenate(parts)
+            band = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            if self._bands is not None:
+                self._bands[key] = band
         return band
 
 
@@ -197,59 +209,99 @@ def _band_gemms(grid: Grid, groups: int, jobs: tuple[JobShape, ...]) -> tuple[_B
     return tuple(gemms)
 
 
+ConvSlice = tuple[np.ndarray, list[np.ndarray], "RowOperands | None"]  # staged input, its job weights, operands
+Geometry = tuple[Pair, Pair, Pair]  # a job's (dilation, in_offset, out_hw)
+
+
 def _conv_row_gemms(x: np.ndarray, specs: list[ConvSpec], groups: int, nonzero: np.ndarray | None = None,
                     operands: RowOperands | None = None) -> list[np.ndarray]:
-    """Exact sums of stride-1 convs of one staged input, by GEMMs per kernel row over its non-zero grid.
+    """Exact sums of stride-1 convs of one staged input (see :func:`_conv_row_gemms_slices`)."""
+    geometry = [(d, o, hw) for _, d, o, hw in specs]
+    return _conv_row_gemms_slices([(x, [w for w, *_ in specs], operands)], geometry, groups,
+                                  nonzero_pixels(x) if nonzero is None else nonzero)
 
-    x (C, H, W) int8 is placed at ``in_offset`` of each job's zero canvas, so output (r, c) of kernel tap (u, v)
-    reads ``x[r + su, c + sv]`` with ``(su, sv) = (u*dh, v*dw) - in_offset`` (zero outside x). Only the input
-    pixels on :func:`support_grid` (rows ``y0 + i*sy``, columns ``x0 + j*sx``) can be non-zero, so only they are
-    multiplied: a swelled ifmap's inserted zeros cost nothing here (the cycle model still charges them), and the
-    check reads the SRAM values, so it is exact whatever the data. For kernel row u the grid rows read form one
-    contiguous band: one GEMM ``band (rows*cols, C) @ [W_uv for every v] (C, kw*M/g)`` gives every product of
-    that row of taps, and one strided 2-D add per tap (cropped to the outputs) accumulates it. Kernel rows of
-    several jobs that read the same band (the phase jobs of one tile) share one GEMM. The GEMMs cover only the
-    input rows the outputs read (no halo rows, no padding zeros). Bands whose product would exceed
+
+def _conv_row_gemms_slices(slices: list[ConvSlice], geometry: list[Geometry], groups: int, nonzero: np.ndarray,
+                           stacked: RowOperands | None = None) -> list[np.ndarray]:
+    """Exact sums of stride-1 convs over the input-channel slices of one staged input, by GEMMs per kernel row
+    over its non-zero grid.
+
+    Each slice's x (C_s, H, W) int8 is placed at ``in_offset`` of each job's zero canvas, so output (r, c) of
+    kernel tap (u, v) reads ``x[r + su, c + sv]`` with ``(su, sv) = (u*dh, v*dw) - in_offset`` (zero outside x).
+    Only the input pixels on :func:`support_grid` of ``nonzero`` (every slice's non-zero pixels; rows
+    ``y0 + i*sy``, columns ``x0 + j*sx``) can be non-zero, so only they are multiplied: a swelled ifmap's inserted
+    zeros cost nothing here (the cycle model still charges them), and the check reads the SRAM values, so it is
+    exact whatever the data. For kernel row u the grid rows read form one contiguous band: per slice one GEMM
+    ``[W_uv for every v] (kw*M/g, C_s) @ band (C_s, rows*cols)`` gives every product of that row of taps, the
+    slices' products add up, and one strided 2-D add per tap (cropped to the outputs) accumulates them. Kernel
+    rows of several jobs that read the same band (the phase jobs of one tile) share one GEMM. The GEMMs cover only
+    the input rows the outputs read (no halo rows, no padding zeros). Bands whose product would exceed
     TAPS_GEMM_BUDGET_ELEMENTS run in row chunks. Exact: float32 GEMMs over at most F32_EXACT_CHANNELS channels of
-    int8 x int8 products hold integers of magnitude <= 2**24; a job's accumulator is float32 when its whole
-    reduction (kh*kw*C/g products) is that short, float64 (exact below 2**53) otherwise.
-    Returns one float array (M, OH, OW) of exact integers per spec.
+    int8 x int8 products hold integers of magnitude <= 2**24; the products of all slices add in float32 while the
+    channels of a group are that few, in float64 (exact below 2**53) otherwise, and a job's accumulator is float32
+    when its whole reduction (kh*kw*C/g products over every slice) is that short, float64 otherwise.
+    Returns one float array (M, OH, OW) of exact integers per job.
     """
-    c = x.shape[0]
-    cg = c // groups
-    grid = support_grid(nonzero_pixels(x) if nonzero is None else nonzero)
+    grid = support_grid(nonzero)
     (y0, sy, ny), (x0, sx, nx) = grid
-    on_grid = x[:, y0:y0 + (ny - 1) * sy + 1:sy, x0:x0 + (nx - 1) * sx + 1:sx] if ny and nx else x[:, :0, :0]
-    flat = np.ascontiguousarray(on_grid.transpose(1, 2, 0), dtype=np.float32).reshape(ny * nx, c)  # (pixels, C)
-    if operands is None:
-        operands = RowOperands([w for w, *_ in specs], groups)
+
+    def on_grid(x: np.ndarray) -> np.ndarray:  # (rows, cols, C) view of the grid pixels
+        return (x[:, y0:y0 + (ny - 1) * sy + 1:sy, x0:x0 + (nx - 1) * sx + 1:sx] if ny and nx
+                else x[:, :0, :0]).transpose(1, 2, 0)
+
+    flats = []  # (pixels on the grid, channels) float32, its channels per group, its operands
+    if stacked is not None:  # one group: every slice's channels side by side, one GEMM per band
+        total = sum(x.shape[0] for x, _, _ in slices)
+        flat = np.empty((ny, nx, total), dtype=np.float32)
+        c = 0
+        for x, _, _ in slices:
+            flat[:, :, c:c + x.shape[0]] = on_grid(x)
+            c += x.shape[0]
+        flats.append((flat.reshape(ny * nx, total), total, stacked))
+    else:
+        for x, weights, operands in slices:
+            flat = np.ascontiguousarray(on_grid(x), dtype=np.float32).reshape(ny * nx, x.shape[0])
+            if operands is None:
+                operands = RowOperands(weights, groups, keep_bands=False)
+            flats.append((flat, x.shape[0] // groups, operands))
+    first = slices[0][1]
+    cg = sum(c for _, c, _ in flats)  # input channels of a group, every slice
+    prod_dtype = np.float32 if cg <= F32_EXACT_CHANNELS else np.float64
     # a job's whole reduction (kh*kw*C/g products) in float32 when exact there, else float64
-    dtypes = [np.float32 if w.shape[2] * w.shape[3] * cg <= F32_EXACT_CHANNELS else np.float64 for w, *_ in specs]
-    accs: list[np.ndarray | None] = [None] * len(specs)  # allocated at the first add (taken over if it is whole)
-    schedule = _band_gemms(grid, groups, tuple((w.shape, d, o, hw) for w, d, o, hw in specs))
+    dtypes = [np.float32 if w.shape[2] * w.shape[3] * cg <= F32_EXACT_CHANNELS else np.float64 for w in first]
+    accs: list[np.ndarray | None] = [None] * len(first)  # allocated at the first add (taken over if it is whole)
+    schedule = _band_gemms(grid, groups, tuple((w.shape, *geo) for w, geo in zip(first, geometry, strict=True)))
     for gemm in schedule:
         for g in range(groups):
-            for c0 in range(0, cg, F32_EXACT_CHANNELS):
-                c1 = min(cg, c0 + F32_EXACT_CHANNELS)
-                xs = flat[gemm.b0 * nx:gemm.b1 * nx, g * cg + c0:g * cg + c1]
-                # (products, pixels): output channels outermost, so every shifted add below runs along whole
-                # rows of pixels (contiguous), not along a tile's few output channels
-                prod = np.matmul(operands.band(gemm.taps, g, c0, c1), xs.T).reshape(-1, gemm.b1 - gemm.b0, nx)
-                for j, q0, q1, n0, n1, rows, cols in gemm.adds:
-                    part = prod[n0:n1, :, q0:q1]
-                    acc = accs[j]
-                    out_hw = specs[j][3]
-                    if acc is None and groups == 1 and part.shape[1:] == out_hw and sy == sx == 1:
-                        # the whole output at once: keep the product (float32 rows of this job alone)
-                        accs[j] = part if dtypes[j] == np.float32 else part.astype(np.float64)
-                        continue
-                    if acc is None:
-                        acc = accs[j] = np.zeros((specs[j][0].shape[0], *out_hw), dtype=dtypes[j])
-                    mg = n1 - n0
-                    acc[g * mg:(g + 1) * mg, rows, cols] += part
+            # (products, pixels): output channels outermost, so every shifted add below runs along whole rows of
+            # pixels (contiguous), not along a tile's few output channels
+            prod = None
+            for flat, cs, operands in flats:
+                for c0 in range(0, cs, F32_EXACT_CHANNELS):
+                    c1 = min(cs, c0 + F32_EXACT_CHANNELS)
+                    part = np.matmul(operands.band(gemm.taps, g, c0, c1),
+                                     flat[gemm.b0 * nx:gemm.b1 * nx, g * cs + c0:g * cs + c1].T)
+                    if prod is None:
+                        prod = part if part.dtype == prod_dtype else part.astype(prod_dtype)
+                    else:
+                        prod += part
+            assert prod is not None
+            prod = prod.reshape(-1, gemm.b1 - gemm.b0, nx)
+            for j, q0, q1, n0, n1, rows, cols in gemm.adds:
+                part = prod[n0:n1, :, q0:q1]
+                acc = accs[j]
+                out_hw = geometry[j][2]
+                if acc is None and groups == 1 and part.shape[1:] == out_hw and sy == sx == 1:
+                    # the whole output at once: keep the product (the rows of this job alone)
+                    accs[j] = part if dtypes[j] == part.dtype else part.astype(dtypes[j])
+                    continue
+                if acc is None:
+                    acc = accs[j] = np.zeros((first[j].shape[0], *out_hw), dtype=dtypes[j])
+                mg = n1 - n0
+                acc[g * mg:(g + 1) * mg, rows, cols] += part
     out = []
-    for (weight, _, _, out_hw), acc, dtype in zip(specs, accs, dtypes, strict=True):
-        out.append(np.zeros((weight.shape[0], *out_hw), dtype=dtype) if acc is None else acc)  # None: no tap reads x
+    for w, (_, _, out_hw), acc, dtype in zip(first, geometry, accs, dtypes, strict=True):
+        out.append(np.zeros((w.shape[0], *out_hw), dtype=dtype) if acc is None else acc)  # None: no tap reads x
     return out
 
 
@@ -306,16 +358,30 @@ def _conv_pixel_gemms(x: np.ndarray, specs: list[ConvSpec], groups: int, pixels:
 
 def _conv_exact(x: np.ndarray, specs: list[ConvSpec], groups: int,
                 operands: RowOperands | None = None) -> list[np.ndarray]:
-    """Exact float sums of the jobs ``specs`` over one staged input. Both paths skip all-zero pixels; the pixel
-    path when under SPARSE_MAX_DENSITY of the pixels are non-zero and its 0/1 scatter GEMM costs at most
-    1/PIXEL_OUTPUTS_PER_CHANNEL of the products (deep layers on a small map), else the row GEMMs on the grid."""
-    nonzero = nonzero_pixels(x)
-    outputs = max((spec[3][0] * spec[3][1] for spec in specs), default=0)
+    """Exact float sums of the jobs ``specs`` over one staged input (see :func:`_conv_exact_slices`)."""
+    return _conv_exact_slices([(x, [w for w, *_ in specs], operands)], [(d, o, hw) for _, d, o, hw in specs], groups)
+
+
+def _conv_exact_slices(slices: list[ConvSlice], geometry: list[Geometry], groups: int,
+                       stacked: RowOperands | None = None) -> list[np.ndarray]:
+    """Exact float sums of the jobs over the input-channel slices of one staged input. Both paths skip all-zero
+    pixels; the pixel path when under SPARSE_MAX_DENSITY of the pixels are non-zero and its 0/1 scatter GEMM costs
+    at most 1/PIXEL_OUTPUTS_PER_CHANNEL of the products (deep layers on a small map), else the row GEMMs on the
+    grid (over the ``stacked`` operands of every slice when given). Several slices' pixel-path sums add in float64
+    (exact below 2**53)."""
+    nonzero = nonzero_pixels(slices[0][0])
+    for x, _, _ in slices[1:]:
+        nonzero |= nonzero_pixels(x)
+    outputs = max((hw[0] * hw[1] for _, _, hw in geometry), default=0)
     pixels = np.flatnonzero(nonzero)
     if (pixels.size < SPARSE_MAX_DENSITY * nonzero.size
-            and outputs * PIXEL_OUTPUTS_PER_CHANNEL <= x.shape[0] // groups):
-        return _conv_pixel_gemms(x, specs, groups, pixels)
-    return _conv_row_gemms(x, specs, groups, nonzero, operands)
+            and outputs * PIXEL_OUTPUTS_PER_CHANNEL <= sum(x.shape[0] for x, _, _ in slices) // groups):
+        sums = [_conv_pixel_gemms(x, [(w, *geo) for w, geo in zip(weights, geometry, strict=True)], groups, pixels)
+                for x, weights, _ in slices]
+        if len(sums) == 1:
+            return sums[0]
+        return [np.sum([s[j] for s in sums], axis=0, dtype=np.float64) for j in range(len(geometry))]
+    return _conv_row_gemms_slices(slices, geometry, groups, nonzero, stacked)
 
 
 def _conv_shifted(x: np.ndarray, weight: np.ndarray, groups: int, dilation: Pair, in_offset: Pair,
@@ -537,48 +603,55 @@ def _reused_row_operands(ctx: LayerContext, raw: np.ndarray, tile: Tile, weights
     output-channel tile read the same weight bytes from SRAM (those of each input-channel slice in turn). Reused
     only while the region's bytes ``raw`` are equal (compared, not assumed unchanged) and for the same jobs (the
     planner shares one jobs tuple among the tiles of one shape; the plan keeps it alive)."""
-    return ctx.memo.get(("mac_array.operands", tile.num_groups, id(tile.jobs)), raw,
-                        lambda: RowOperands(weights, tile.num_groups), lambda ops: ops.nbytes)
+    return ctx.derived(("mac_array.operands", tile.num_groups, id(tile.jobs)), raw,
+                       lambda: RowOperands(weights, tile.num_groups, ctx.weights_recur), lambda ops: ops.nbytes)
 
 
-def _reused_stacked_operands(ctx: LayerContext, tile: Tile, weights: list[np.ndarray]) -> RowOperands:
-    """The GEMM operands of every slice's job weights stacked along the input channels: the spatial tiles of one
-    output-channel tile stack the same slices, so they are converted once while the stacked bytes are equal."""
-    stacked = np.concatenate([w.reshape(-1) for w in weights]).view(np.uint8)
-    return ctx.memo.get(("mac_array.stacked_operands", tile.num_groups, id(tile.jobs), tuple(w.shape for w in weights)),
-                        stacked, lambda: RowOperands(weights, tile.num_groups), lambda ops: ops.nbytes)
-
-
-def _batch_slice(ctx: LayerContext, tile: Tile, x: np.ndarray, job_weights: list[np.ndarray]) -> bool:
+def _batch_slice(ctx: LayerContext, tile: Tile, x: np.ndarray, job_weights: list[np.ndarray],
+                 operands: RowOperands) -> bool:
     """Keep this input-channel slice's operands for the last slice of its spatial tile instead of running it now
-    (True), when nothing reads the psum SRAM between slices (no dumps, no observer) and the next tile is the next
-    slice of the same spatial tile (slices innermost). The caller has checked that no running sum can leave int32,
-    so the psum after the last slice is the same exact sum however the slices are grouped; the intermediate psums,
-    which only the next slice would read, are then not materialised. Timing is not affected (cost functions)."""
-    if ctx.observed or tile.last_slice or tile.num_groups != 1 or len(ctx.pending) != tile.ic_slice:
+    (True), when nothing reads the psum SRAM between slices (no dumps, no observer), the next tile is the next
+    slice of the same spatial tile (slices innermost) and the same slices come back on the output-channel tile's
+    later spatial tiles (so their stacked operands are built once). The caller has checked that no running sum can
+    leave int32, so the psum after the last slice is the same exact sum however the slices are grouped; the
+    intermediate psums, which only the next slice would read, are then not materialised. Timing is not affected
+    (cost functions)."""
+    if (ctx.observed or not ctx.weights_recur or tile.last_slice or tile.num_groups != 1
+            or len(ctx.pending) != tile.ic_slice):
         return False
     tiles = ctx.plan.tiles
     after = tiles[tile.index + 1] if tile.index + 1 < len(tiles) else None
     if after is None or after.ic_slice != tile.ic_slice + 1 or _spatial(after) != _spatial(tile):
         return False
-    ctx.pending.append((x.transpose(1, 2, 0).copy(), [w.copy() for w in job_weights]))  # the slots are reused
+    # copies: the next-but-one tile reuses these SRAM slots (the operands are already the memo's own memory)
+    ctx.pending.append((x.transpose(1, 2, 0).copy().transpose(2, 0, 1), [w.copy() for w in job_weights], operands))
     return True
+
+
+STACKED_ENTRIES = 16  # slice combinations whose stacked operands a layer keeps
+
+
+def _stacked_operands(ctx: LayerContext, slices: list[ConvSlice], groups: int) -> RowOperands | None:
+    """One set of operands for every slice of a spatial tile (one GEMM per band over all the channels instead of
+    one per slice), when the same slices come back on the output-channel tile's later spatial tiles, so that the
+    stacking is paid once: kept per combination of the slices' memoised operand objects (held, so their
+    identities stay theirs). None: run one GEMM per slice."""
+    if len(slices) < 2 or groups != 1 or not ctx.weights_recur:
+        return None
+    parts = tuple(operands for _, _, operands in slices)
+    key = tuple(map(id, parts))
+    seen = ctx.stacked.get(key)
+    if seen is not None and all(a is b for a, b in zip(seen[0], parts, strict=True)):
+        return seen[1]  # type: ignore[return-value]
+    if len(ctx.stacked) >= STACKED_ENTRIES:
+        ctx.stacked.clear()
+    stacked = RowOperands.stacked(list(parts))  # type: ignore[arg-type]
+    ctx.stacked[key] = (parts, stacked)
+    return stacked
 
 
 def _spatial(tile: Tile) -> tuple[object, ...]:
     return tile.n, tile.oh, tile.ow, tile.oc
-
-
-def _with_pending(ctx: LayerContext, tile: Tile, x: np.ndarray,
-                  job_weights: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The staged input and job weights of every slice of the spatial tile so far (the pending ones, then this
-    tile's), stacked along the input channels; clears the pending slices."""
-    if len(ctx.pending) != tile.ic_slice:
-        raise RuntimeError(f"tile {tile.index}: {len(ctx.pending)} pending slices before slice {tile.ic_slice}")
-    xs = [held for held, _ in ctx.pending] + [x.transpose(1, 2, 0)]
-    weights = [np.concatenate([held[j] for _, held in ctx.pending] + [w], axis=1) for j, w in enumerate(job_weights)]
-    ctx.pending.clear()
-    return np.concatenate(xs, axis=2).transpose(2, 0, 1), weights
 
 
 def _execute_centred(sram: Sram, ctx: LayerContext, tile: Tile, x: np.ndarray, job_weights: list[np.ndarray],
@@ -622,17 +695,18 @@ def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
     fused = all(_row_gemm_ok(k, job.stride, w.shape[1], policy) and min(w.shape[0], *job.out_hw) > 0
                 for job, w, k in zip(tile.jobs, job_weights, reductions, strict=True))
     order_free = all(reduction_is_order_free(k) for k in reductions)
-    if fused and order_free and _batch_slice(ctx, tile, x, job_weights):
-        return
     if fused:  # every job of the tile reads the same staged input: one pass of shared band GEMMs
-        if ctx.pending:  # the earlier slices of this spatial tile, batched: every slice's products in one pass
-            x, job_weights = _with_pending(ctx, tile, x, job_weights)
-            first, operands = True, _reused_stacked_operands(ctx, tile, job_weights)
-        else:
-            first = tile.first_slice
-            operands = _reused_row_operands(ctx, sram.raw(tile.region(mapping.conv_weight)), tile, job_weights)
-        exact = _conv_exact(x, [(w, job.dilation, job.in_offset, job.out_hw)
-                                for job, w in zip(tile.jobs, job_weights, strict=True)], groups, operands)
+        operands = _reused_row_operands(ctx, sram.raw(tile.region(mapping.conv_weight)), tile, job_weights)
+        if order_free and _batch_slice(ctx, tile, x, job_weights, operands):
+            return
+        if len(ctx.pending) not in (0, tile.ic_slice):
+            raise RuntimeError(f"tile {tile.index}: {len(ctx.pending)} pending slices before slice {tile.ic_slice}")
+        # with the earlier slices of this spatial tile, if they were kept: then this is their first psum write
+        slices: list[ConvSlice] = [*ctx.pending, (x, job_weights, operands)]
+        first = tile.first_slice or bool(ctx.pending)
+        ctx.pending.clear()
+        exact = _conv_exact_slices(slices, [(job.dilation, job.in_offset, job.out_hw) for job in tile.jobs], groups,
+                                   _stacked_operands(ctx, slices, groups))
         if order_free:
             # no running sum can leave int32 (K < 2**17 products of magnitude <= 2**14): the exact sums are the
             # psums, plus the accumulators a previous slice left (their sum is within int32 too)
