@@ -10,6 +10,13 @@ grid has the stride as its step, so its inserted zeros are never multiplied), or
 map, as GEMMs over the non-zero pixels only. Both are exact whatever the data: which pixels are zero is read
 from the SRAM values, never assumed. The cycle model below still charges every zero the array issues.
 
+Input-channel slices: a later slice continues the accumulators the previous one left in the psum SRAM. When
+nothing observes the SRAM between stages (no dumps), no running sum can leave int32 and the plan brings the
+same slices back on later spatial tiles, a spatial tile's slices are kept and run in one pass at its last
+slice over their stacked operands (:func:`_batch_slice`); the final psum is the same exact sum, the intermediate
+ones are not materialised. Operands derived from SRAM bytes (float32 GEMM operands) are reused while the bytes
+are equal (``LayerContext.derived``).
+
 Quantized layers (``quant:``): the zero points are subtracted at the PE inputs, ``(x - x_zp) * (w - w_zp)``
 (9-bit operands); the values are computed exactly by splitting the centred operands into int8 parts that run
 through the same GEMM paths (:func:`conv_centred_i32`, :func:`centred_jobs_shared`). The cycle model is the same.
