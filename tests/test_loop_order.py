@@ -255,6 +255,20 @@ def test_a_later_slice_does_not_wait_for_another_tiles_psum() -> None:
     assert schedule(costs, "double_buffer")[0][5][3] == 19  # (the t-2 rule: a false stall on tile 3)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_schedule_with_releases_is_never_slower_than_serial_and_t_minus_2_is_the_default(data: st.DataObject
+                                                                                          ) -> None:
+    costs = data.draw(st.lists(st.lists(st.integers(0, 1000), min_size=6, max_size=6), min_size=1, max_size=12))
+    releases = [tuple(data.draw(st.one_of(st.none(), st.integers(0, t - 1))) if t else None for _ in range(2))
+                for t in range(len(costs))]
+    _, serial = schedule(costs, "serial")
+    _, double = schedule(costs, "double_buffer", releases)  # type: ignore[arg-type]
+    assert all(d <= s for d_row, s_row in zip(double, serial, strict=True) for d, s in zip(d_row, s_row, strict=True))
+    t_minus_2 = [(t - 2, t - 2) if t >= 2 else (None, None) for t in range(len(costs))]
+    assert schedule(costs, "double_buffer", t_minus_2) == schedule(costs, "double_buffer")  # type: ignore[arg-type]
+
+
 def test_plan_releases_name_the_previous_holder_of_the_psum_area(force: Force) -> None:
     force(SLICES_OUTER, (2, 7, 2, 4))  # 2 output-channel tiles x 2 slices x 4 row tiles
     cfg = make_config(CT, data=RANDOM)
