@@ -47,6 +47,8 @@ def not_bool(value: Any) -> Any:
 
 
 class Frozen(BaseModel):
+    """The base of every config model: immutable once validated, an unknown key is an error."""
+
     model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
 
 

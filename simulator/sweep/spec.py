@@ -123,6 +123,9 @@ def expand(spec: SweepSpec, base_raw: dict[str, Any], base_dir: Path) -> list[Po
 
 
 
+# ---------------------------------------------------------------------------------------------- the sweep file
+
+
 def load_spec(path: Path) -> tuple[SweepSpec, dict[str, Any], Path]:
     raw, _ = read_config_mapping(path, "sweep file")
     try:
