@@ -122,9 +122,7 @@ class Dumps:
                     yield BufferDump(stage["name"], int(t["tile"]), b, self.root / t["dir"])
 
     def find(self, stage: str, buffer: str, tile: int | None = None) -> BufferDump:
-        names = [s["name"] for s in self.index["stages"]]
-        if stage not in names:
-            raise ConvsimError(f"--stage {stage!r}: not a stage, expected one of {', '.join(names)}")
+        self.check_stage(stage)
         candidates = [b for b in self.buffers() if b.stage == stage]
         if tile is not None:
             if tile not in self.index["dumped_tiles"]:

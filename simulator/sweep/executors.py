@@ -91,10 +91,7 @@ def run_local(payloads: list[Payload], done: Done, workers: int | None = None) -
 
 
 def run_ray(payloads: list[Payload], done: Done, address: str | None) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise ConvsimError("--executor ray needs Ray: pip install 'convsim[ray]'") from None
+    ray = require_ray()
     started_here = not ray.is_initialized()
     if started_here:
         # Ctrl-C while Ray starts its processes would orphan the ones already started: hold it until init returns
@@ -151,8 +148,10 @@ def _shutdown_quietly(ray: Any) -> None:
 
 
 
-def require_ray() -> None:
+def require_ray() -> Any:
+    """The ``ray`` module, or one line saying how to install it (Ray is an optional dependency)."""
     try:
-        import ray  # noqa: F401
+        import ray
     except ImportError:
         raise ConvsimError("--executor ray needs Ray: pip install 'convsim[ray]'") from None
+    return ray
