@@ -167,7 +167,7 @@ def simulate_layer(layer: LayerConfig, hw: HardwareConfig, method_choice: str, t
                    observer: Observer | None = None) -> SimResult:
     """Run one layer through the engine. ``tensors=None`` runs the cycle model only (no values)."""
     plan = plan_for(layer, hw, method_choice)
-    ctx = LayerContext(layer, hw, plan)
+    ctx = LayerContext(layer, hw, plan, observed=observer is not None)
     costs: list[list[StageCost]] = []
     dram = sram = None
     if tensors is not None:

@@ -6,6 +6,8 @@ from the same :class:`LayerReport`. Models no hardware.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -130,9 +132,9 @@ class LayerReport:
                 f"{self.macs_on_zeros:,} ({gating}) cost {fmt_nj(self.zero_mac_energy_fj)} nJ")
 
 
-def _add(into: dict[str, int], more: dict[str, int]) -> None:
+def _add(into: dict[str, int], more: dict[str, int], times: int = 1) -> None:
     for key, value in more.items():
-        into[key] = into.get(key, 0) + value
+        into[key] = into.get(key, 0) + value * times
 
 
 def summarize(layer: LayerConfig, hw: HardwareConfig, plan: TilePlan, names: tuple[str, ...],
@@ -145,20 +147,27 @@ def summarize(layer: LayerConfig, hw: HardwareConfig, plan: TilePlan, names: tup
     for s, name in enumerate(names):
         column = [row[s] for row in costs]
         active = [t for t, c in enumerate(column) if not c.skipped]
-        busy = sum(c.cycles for c in column)
         span = (max(ends[t][s] for t in active) - min(starts[t][s] for t in active)) if active else 0
+        # the tiles of one shape share their cost record: sum each distinct record once, times its count
+        counts = Counter(map(id, column))
+        distinct = {id(c): c for c in column}.values()
+
+        def total(field: str, records: Iterable[StageCost] = distinct, counts: Counter[int] = counts) -> int:
+            return sum(getattr(c, field) * counts[id(c)] for c in records)
+
         reads: dict[str, int] = {}
         writes: dict[str, int] = {}
-        for c in column:
-            _add(reads, c.sram_read_bytes)
-            _add(writes, c.sram_write_bytes)
+        for c in distinct:
+            _add(reads, c.sram_read_bytes, counts[id(c)])
+            _add(writes, c.sram_write_bytes, counts[id(c)])
+        busy = total("cycles")
         extra: dict[str, Any] = {}
-        issued, useful = sum(c.macs_issued for c in column), sum(c.macs_useful for c in column)
+        issued, useful = total("macs_issued"), total("macs_useful")
         if name == "mac_array":
-            extra = dict(compute_cycles=busy, folds=sum(c.folds for c in column), macs_issued=issued,
+            extra = dict(compute_cycles=busy, folds=total("folds"), macs_issued=issued,
                          macs_useful=useful, utilization_issued=issued / (pes * busy) if busy else 0.0,
                          utilization_useful=useful / (pes * busy) if busy else 0.0, macs_on_zeros=issued - useful)
-        dram_r, dram_w = sum(c.dram_read_bytes for c in column), sum(c.dram_write_bytes for c in column)
+        dram_r, dram_w = total("dram_read_bytes"), total("dram_write_bytes")
         energy = stage_energy(name, reads, writes, dram_r, dram_w, issued, useful, table)
         energies.append(energy)
         stages.append(StageSummary(name, busy, span - busy, reads, writes, dram_r, dram_w, not active, **extra,

@@ -164,6 +164,9 @@ class Sram:
         self.cfg = cfg
         self.images = {name: np.zeros(getattr(cfg, name).size_bytes, dtype=np.uint8) for name in BUFFERS}
         self.peak_bytes = dict.fromkeys(BUFFERS, 0)
+        # per region (by identity; the region is held, so its id is not reused while the entry lives): its bytes
+        # in storage order and its logical array, both views of the image (None where decoding copies)
+        self._views: dict[int, tuple[Region, np.ndarray, np.ndarray | None]] = {}
 
     def buffer_cfg(self, name: str) -> BufferConfig:
         return getattr(self.cfg, name)
@@ -176,15 +179,31 @@ class Sram:
                 f"the {region.buffer} SRAM has {capacity:,}"
             )
 
+    def _view(self, region: Region) -> tuple[np.ndarray, np.ndarray | None]:
+        """The region's (physical, logical) views of the image, derived once per region (the images are never
+        replaced, so views stay the bytes' own)."""
+        seen = self._views.get(id(region))
+        if seen is not None and seen[0] is region:
+            return seen[1], seen[2]
+        self.check_fits(region)
+        raw = self.raw(region)
+        physical = raw.view(region.np_dtype).reshape(region.physical_shape)
+        logical: np.ndarray | None = from_physical(physical, region.shape, region.layout)
+        if not np.may_share_memory(logical, raw):  # a copy (NC1HWC0 drops its padded channels): decode per read
+            logical = None
+        if len(self._views) >= 4096:
+            self._views.clear()
+        self._views[id(region)] = (region, physical, logical)
+        return physical, logical
+
     def write(self, region: Region, logical: np.ndarray) -> None:
         """Store a logical array into the region's bytes through its layout (one pass: the layout permutation
         and the cast to the region's dtype happen in the copy into the image)."""
-        self.check_fits(region)
         if tuple(logical.shape) != region.shape:
             raise ValueError(f"region {region.name!r}: writing shape {logical.shape}, region is {region.shape}")
-        phys = self.raw(region).view(region.np_dtype).reshape(region.physical_shape)
-        store_physical(phys, logical, region.layout)
-        self.peak_bytes[region.buffer] = max(self.peak_bytes[region.buffer], region.end_addr)
+        store_physical(self._view(region)[0], logical, region.layout)
+        if region.end_addr > self.peak_bytes[region.buffer]:
+            self.peak_bytes[region.buffer] = region.end_addr
 
     def raw(self, region: Region) -> np.ndarray:
         """The region's bytes (a view into the image)."""
@@ -192,7 +211,8 @@ class Sram:
 
     def read(self, region: Region) -> np.ndarray:
         """The region's logical array, derived from its bytes (a view where the layout allows)."""
-        return decode_region(self.raw(region), region)
+        physical, logical = self._view(region)
+        return logical if logical is not None else from_physical(physical, region.shape, region.layout)
 
 
 def decode_region(raw: np.ndarray, region: Region) -> np.ndarray:

@@ -14,12 +14,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from simulator import simulate
 from simulator.cli import main
 from simulator.errors import AccumulatorOverflowError
+from simulator.pipeline import plan_for
 from tests.conftest import make_config, torch_reference
 
 METHODS = ("swell", "phase")
@@ -169,6 +170,36 @@ def test_random_layers_on_2_to_8_kib_are_never_refused(layer: dict[str, Any], si
                                                         seed: int) -> None:
     hw = {"sram": sram(size), "accumulator": {"on_overflow": policy}}
     run_exact(layer, hw, method, seed=seed)
+
+
+@settings(deadline=None, derandomize=True, database=None, max_examples=25,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+@given(transposed=st.booleans(), c_in=st.sampled_from([64, 96, 128, 192]), c_out=st.integers(1, 20),
+       k=st.integers(1, 4), s=st.integers(1, 3), hw_in=st.tuples(st.integers(1, 9), st.integers(1, 20)),
+       size=st.sampled_from([4096, 8192, 16384]), method=st.sampled_from(METHODS),
+       activation=st.sampled_from(["NHWC", "NCHW", "NC1HWC0"]), seed=st.integers(0, 2**16))
+def test_input_channel_slices_of_8_or_more_channels_equal_torch_observed_or_not(
+        transposed: bool, c_in: int, c_out: int, k: int, s: int, hw_in: tuple[int, int], size: int, method: str,
+        activation: str, seed: int) -> None:
+    """Slices wide enough for the GEMM paths (>= 8 channels), on every activation layout. Unobserved, the MAC array
+    runs a spatial tile's slices in one pass at its last slice; with an observer (dumps) every slice's psum is
+    materialised. Both must equal torch."""
+    h, w = hw_in
+    if transposed:
+        layer = {"op": "conv_transpose2d", "input_shape": [1, c_in, h, w], "in_channels": c_in,
+                 "out_channels": c_out, "kernel_size": k, "stride": s, "padding": 0, "bias": True}
+    else:
+        layer = {"op": "conv2d", "input_shape": [1, c_in, h + k, w + k], "in_channels": c_in, "out_channels": c_out,
+                 "kernel_size": k, "stride": 1, "bias": True}
+    hw = {"sram": sram(size), "layout": {"activation": activation}}
+    cfg = make_config(layer, hardware=hw, engine={"transposed_conv": method}, data={**RANDOM, "seed": seed})
+    assume(8 <= plan_for(cfg.layer, cfg.hardware, method).ic_per_tile < c_in)
+    seen: list[str] = []
+    for observer in (None, lambda stage, *_: seen.append(stage)):
+        result = simulate(cfg, observer=observer)
+        t = result.tensors
+        np.testing.assert_array_equal(result.ofmap, float_reference(cfg.layer, t.ifmap, t.weight, t.bias))
+    assert "mac_array" in seen
 
 
 # ---------------------------------------------------------------------------------------------- the refusal

@@ -1,4 +1,5 @@
-"""MAC array (simulator/stages/mac_array.py): convs computed by hand, int8 widening, groups, the fold model."""
+"""MAC array (simulator/stages/mac_array.py and its arithmetic, mac_values.py and mac_gemm.py): convs computed by hand,
+int8 widening, groups, the fold model."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import numpy as np
 import pytest
 
 from simulator.config import MacArrayConfig
-from simulator.stages import mac_array
-from simulator.stages.mac_array import conv_i8_i32, fold_model
+from simulator.stages import mac_array, mac_gemm
+from simulator.stages.common import BytesMemo
+from simulator.stages.mac_array import fold_model
+from simulator.stages.mac_values import conv_i8_i32
 
 X = np.arange(1, 10, dtype=np.int8).reshape(1, 3, 3)  # [[1 2 3] [4 5 6] [7 8 9]]
 W = np.array([[[[1, 2], [3, 4]]]], dtype=np.int8)  # (M=1, C=1, 2, 2)
@@ -98,7 +101,7 @@ def _reference(x, w, groups, dilation, in_offset, out_hw):
 def test_mostly_zero_input_deep_channels(scatter_budget, monkeypatch):
     """A swelled-looking input (one pixel in four non-zero) with more channels than outputs: the engine may skip
     the all-zero pixels, and the sums must not change; also one lone non-zero channel in a 'zero' pixel."""
-    monkeypatch.setattr(mac_array, "SCATTER_BUDGET_ELEMENTS", scatter_budget)
+    monkeypatch.setattr(mac_gemm, "SCATTER_BUDGET_ELEMENTS", scatter_budget)
     rng = np.random.default_rng(7)
     for groups, dilation, offset in ((1, (1, 1), (0, 0)), (2, (2, 1), (1, -1))):
         x = np.zeros((64, 9, 9), dtype=np.int8)
@@ -118,7 +121,7 @@ def test_mostly_zero_input_deep_channels(scatter_budget, monkeypatch):
 def test_row_gemms_skip_zero_rows_and_columns(rows, cols, monkeypatch):
     """The row GEMMs multiply only the grid of rows and columns that holds the non-zero pixels; the sums must
     be those of the whole input, also with a stray value off the grid (which makes the grid finer)."""
-    monkeypatch.setattr(mac_array, "SPARSE_MAX_DENSITY", 0.0)  # never the pixel path
+    monkeypatch.setattr(mac_gemm, "SPARSE_MAX_DENSITY", 0.0)  # never the pixel path
     rng = np.random.default_rng(11)
     for groups, dilation, offset, stray in ((1, (1, 1), (0, 0), None), (2, (2, 1), (1, -2), (7, 3, 4)),
                                             (1, (1, 3), (-1, 2), (0, 8, 8))):
@@ -134,22 +137,51 @@ def test_row_gemms_skip_zero_rows_and_columns(rows, cols, monkeypatch):
 def test_support_grid_by_hand():
     mask = np.zeros((7, 9), dtype=bool)
     mask[1, 2] = mask[5, 8] = mask[3, 4] = True  # rows 1, 3, 5; columns 2, 4, 8
-    assert mac_array.support_grid(mask) == ((1, 2, 3), (2, 2, 4))  # columns 2, 4, 6, 8 (6 is zero, in the grid)
+    assert mac_gemm.support_grid(mask) == ((1, 2, 3), (2, 2, 4))  # columns 2, 4, 6, 8 (6 is zero, in the grid)
     mask[2, 2] = True  # row 2 joins: step 1
-    assert mac_array.support_grid(mask) == ((1, 1, 5), (2, 2, 4))
-    assert mac_array.support_grid(np.zeros((3, 3), dtype=bool)) == ((0, 1, 0), (0, 1, 0))
+    assert mac_gemm.support_grid(mask) == ((1, 1, 5), (2, 2, 4))
+    assert mac_gemm.support_grid(np.zeros((3, 3), dtype=bool)) == ((0, 1, 0), (0, 1, 0))
 
 
 def test_reused_weight_operand_follows_the_sram_bytes():
     """The GEMM operand converted for one tile is reused on the next only while the weight bytes are equal: a
-    weight that changed in SRAM (same shape, same job) gets a fresh operand, [u, g, v, m, c] = w[m, c, u, v]."""
+    weight that changed in SRAM (same shape, same job) gets a fresh operand, [u, g, v, m, c] = w[m, c, u, v]; an
+    image seen before the change is found again (the slices of one output-channel tile alternate)."""
     rng = np.random.default_rng(3)
-    memo: dict = {}
+    memo = BytesMemo()
     first = rng.integers(-128, 128, size=(3, 4, 2, 3), dtype=np.int8)
     changed = first.copy()
     changed[2, 1, 1, 0] ^= 1
+    seen = []
     for w in (first, first.copy(), changed, first):
-        got = mac_array._reused_row_operands(memo, w, [w], 1)(0, w, 1)
+        ops = memo.get("k", w.view(np.uint8).ravel(), lambda w=w: mac_gemm.RowOperands([w], 1), lambda o: o.nbytes)
+        got = ops.rows[0]
         assert got.shape == (2, 1, 3, 3, 4) and got.dtype == np.float32
         for u, v, m, c in np.ndindex(2, 3, 3, 4):
             assert got[u, 0, v, m, c] == w[m, c, u, v]
+        band = ops.band(((0, 1),), 0, 1, 3)  # kernel row 1, channels 1..2: rows (v, m), columns c
+        assert band.shape == (9, 2)
+        for v, m, c in np.ndindex(3, 3, 2):
+            assert band[v * 3 + m, c] == w[m, c + 1, 1, v]
+        seen.append(ops)
+    assert seen[1] is seen[0] and seen[2] is not seen[0] and seen[3] is seen[0]
+
+
+def test_bytes_memo_stays_within_its_budget():
+    """A value whose image and size exceed the budget is not kept; older entries go first when the budget is full;
+    the newest entry always stays."""
+    memo = BytesMemo(budget=100)
+    images = [np.full(30, i, dtype=np.uint8) for i in range(4)]
+    made = []
+
+    def get(i: int) -> object:
+        return memo.get("k", images[i], lambda: made.append(i) or object(), lambda _: 10)
+
+    for i in (0, 1, 2):  # 3 x 40 bytes > 100: the oldest (0) is dropped
+        get(i)
+    assert memo.held == 80
+    get(1), get(2)
+    get(0)
+    assert made == [0, 1, 2, 0] and memo.held == 80
+    memo.get("big", np.zeros(95, dtype=np.uint8), lambda: object(), lambda _: 10)
+    assert memo.held == 80

@@ -1,6 +1,6 @@
 """Mappings (simulator/mapping/) and the MAC array's fast paths against its plain int64 reference.
 
-The reference (``mac_array.reference_conv``) is read first and trusted by inspection; it is itself checked against
+The reference (``mac_values.reference_conv``) is read first and trusted by inspection; it is itself checked against
 torch once here. Every fast path (row GEMMs over the non-zero grid, GEMMs over the non-zero pixels, the im2col
 path, the in-order overflow path, the fused multi-job pass, the accumulation of a later input-channel slice) is
 compared with it in one parametrised suite. A fourth mapping registered in a test runs end to end, bit-exact with
@@ -9,6 +9,7 @@ torch, without a line outside ``simulator/mapping`` knowing it.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,8 @@ import torch.nn.functional as F
 from simulator.mapping import MAPPINGS, register
 from simulator.mapping.phase import Phase
 from simulator.pipeline import simulate_layer
-from simulator.stages import mac_array as mac
+from simulator.stages import mac_gemm as gemm
+from simulator.stages import mac_values as mac
 from tests.conftest import REPO, make_config, torch_reference
 
 # (C, H, W, M, groups, kernel, dilation, in_offset, out_hw, grid step of the non-zero input pixels)
@@ -52,16 +54,18 @@ def _as_int(values: np.ndarray) -> np.ndarray:
 
 
 PATHS = {
-    "row_gemms": lambda x, w, g, d, o, hw: mac._conv_row_gemms(x, [(w, d, o, hw)], g)[0],
-    "pixel_gemms": lambda x, w, g, d, o, hw: mac._conv_pixel_gemms(
-        x, [(w, d, o, hw)], g, np.flatnonzero(mac.nonzero_pixels(x)))[0],
-    "dispatch": lambda x, w, g, d, o, hw: mac._conv_exact(x, [(w, d, o, hw)], g)[0],
+    "row_gemms": lambda x, w, g, d, o, hw: gemm.conv_row_gemms(x, [(w, d, o, hw)], g)[0],
+    "pixel_gemms": lambda x, w, g, d, o, hw: gemm.conv_pixel_gemms(
+        x, [(w, d, o, hw)], g, np.flatnonzero(gemm.nonzero_pixels(x)))[0],
+    "dispatch": lambda x, w, g, d, o, hw: gemm.conv_exact(x, [(w, d, o, hw)], g)[0],
     "conv_i8_i32_wrap": lambda x, w, g, d, o, hw: mac.conv_i8_i32(x, w, g, (1, 1), d, o, hw, "wrap"),
     "im2col_few_channels": lambda x, w, g, d, o, hw: _im2col_in_chunks(x, w, g, d, o, hw),
     "in_order_saturate": lambda x, w, g, d, o, hw: mac.conv_i8_i32(x, w, g, (1, 1), d, o, hw, "saturate",
                                                                     reduction=2**20),
     "in_order_error": lambda x, w, g, d, o, hw: mac.conv_i8_i32(x, w, g, (1, 1), d, o, hw, "error",
                                                                  reduction=2**20),
+    "row_gemms_three_slices": lambda x, w, g, d, o, hw: _row_gemm_slices(x, w, g, d, o, hw, stacked=False),
+    "row_gemms_three_slices_stacked": lambda x, w, g, d, o, hw: _row_gemm_slices(x, w, g, d, o, hw, stacked=True),
     "two_slices_accumulated": lambda x, w, g, d, o, hw: _two_slices(x, w, g, d, o, hw),
     "two_slices_in_order": lambda x, w, g, d, o, hw: _two_slices(x, w, g, d, o, hw, reduction=2**20),
 }
@@ -74,6 +78,20 @@ def _im2col_in_chunks(x: np.ndarray, w: np.ndarray, g: int, d: tuple[int, int], 
         return mac.conv_i8_i32(x, w, g, (1, 1), d, o, hw, "error")
     return sum(mac.conv_i8_i32(x[i:i + 4], w[:, i:i + 4], 1, (1, 1), d, o, hw, "wrap").astype(np.int64)
                for i in range(0, x.shape[0], 4))
+
+
+def _row_gemm_slices(x: np.ndarray, w: np.ndarray, g: int, d: tuple[int, int], o: tuple[int, int],
+                     hw: tuple[int, int], stacked: bool) -> np.ndarray:
+    """The input channels in three unequal slices through the row GEMMs at once, as the MAC array runs the slices
+    of a spatial tile it kept (one group: slices never straddle groups): one GEMM per slice and band, or one per
+    band over the slices' stacked operands."""
+    if g > 1 or x.shape[0] < 3:
+        return gemm.conv_row_gemms(x, [(w, d, o, hw)], g)[0]
+    cuts = [0, x.shape[0] // 3, x.shape[0] // 2, x.shape[0]]
+    slices = [(x[a:b], [w[:, a:b]], gemm.RowOperands([w[:, a:b]], 1)) for a, b in itertools.pairwise(cuts)]
+    nonzero = np.logical_or.reduce([gemm.nonzero_pixels(xs) for xs, _, _ in slices])
+    both = gemm.RowOperands.stacked([ops for _, _, ops in slices]) if stacked else None
+    return gemm.conv_row_gemms_slices(slices, [(d, o, hw)], 1, nonzero, both)[0]
 
 
 def _two_slices(x: np.ndarray, w: np.ndarray, g: int, d: tuple[int, int], o: tuple[int, int],

@@ -11,6 +11,8 @@ Deliberately ignores: weight compression and sparsity.
 
 from __future__ import annotations
 
+import numpy as np
+
 from simulator.config import DmaConfig
 from simulator.geometry import ceil_div
 from simulator.mapping.base import WEIGHT
@@ -50,9 +52,20 @@ def cost_key(ctx: LayerContext, tile: Tile) -> tuple[object, ...]:
     return id(tile.regions), tile.load_weight
 
 
+def _owned(converted: np.ndarray | None) -> np.ndarray:
+    """The converted weight in memory of its own (a flip is a view of the SRAM image, which later tiles overwrite)."""
+    assert converted is not None  # only mappings with a conv-weight region of their own reach the unit
+    return converted if converted.base is None else converted.copy()
+
+
 def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
     mapping = ctx.mapping
     if mapping.conv_weight == WEIGHT or not tile.load_weight:
         return
-    converted = mapping.transform_weight(sram.read(tile.region(WEIGHT)), tile.num_groups)
+    src = tile.region(WEIGHT)
+    # a pure function of the loaded bytes: the same slice's weights (reloaded for every spatial tile when the input
+    # channels are sliced) are converted once and the result written again
+    converted = ctx.derived(("weight_transpose", tile.num_groups, src.shape), sram.raw(src),
+                            lambda: _owned(mapping.transform_weight(sram.read(src), tile.num_groups)),
+                            lambda out: out.nbytes)
     sram.write(tile.region(mapping.conv_weight), converted)  # type: ignore[arg-type]
