@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from simulator.config import MacArrayConfig
-from simulator.stages import mac_array, mac_gemm
+from simulator.stages import mac_gemm
 from simulator.stages.common import BytesMemo
 from simulator.stages.mac_array import fold_model
 from simulator.stages.mac_values import conv_i8_i32
