@@ -1,4 +1,4 @@
-"""Config models (simulator/config.py): pair normalisation, output sizes against hand values, a few errors.
+"""Config models (simulator/config/): pair normalisation, output sizes against hand values, a few errors.
 
 The catalogue of bad inputs lives elsewhere; these are the rules the engine relies on.
 """

@@ -1,6 +1,7 @@
 """The pipeline costs a tile once per distinct ``cost_key`` of each stage (simulator.pipeline.tile_costs): every
 key must hold everything its stage's cost function reads from a tile. Checked here against the cost functions
-called on every tile, over plans with input-channel slices, width tiles, border tiles, groups and both methods."""
+called on every tile, over plans with input-channel slices, width tiles, border tiles, groups, quantized layers
+(the output converter) and both methods."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def _hw(hw: HardwareConfig, small: bool) -> HardwareConfig:
 
 @pytest.mark.parametrize("config", ["configs/dcgan_512_256.yaml", "configs/grouped_dilated_asym.yaml",
                                     "configs/unet_up_128_64_small.yaml", "configs/conv2d_basic.yaml",
-                                    "configs/fsrcnn_deconv.yaml"])
+                                    "configs/fsrcnn_deconv.yaml", "configs/dcgan_generator_int8.yaml"])
 @pytest.mark.parametrize("method", ["swell", "phase"])
 @pytest.mark.parametrize("small", [False, True])
 def test_memoised_costs_equal_the_cost_functions_on_every_tile(config: str, method: str, small: bool) -> None:
@@ -68,6 +69,34 @@ def test_memoised_costs_equal_the_cost_functions_with_slices_outside(config: str
                                                            for tile in plan.tiles]
         checked += 1
     assert checked
+
+
+def test_every_stage_is_costed_once_per_key() -> None:
+    missing = [name for name, stage in STAGES if not callable(getattr(stage, "cost_key", None))]
+    assert missing == []
+
+
+def test_output_converter_is_costed_once_per_tile_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A quantized layer cut into many tiles: the converter's cost function runs once per distinct tile shape
+    (and border case), not once per tile."""
+    from simulator.stages import output_convert
+
+    calls: list[int] = []
+    original = output_convert.cost
+    monkeypatch.setattr(output_convert, "cost", lambda ctx, tile: calls.append(tile.index) or original(ctx, tile))
+    cfg = load_config(REPO / "configs/dcgan_generator_int8.yaml")
+    layer, hw = cfg.layers[-1], _hw(cfg.hardware, small=True)
+    plan = plan_for(layer, hw, "phase")
+    ctx = LayerContext(layer, hw, plan)
+    costs_of = tile_costs(ctx)
+    calls.clear()  # planning may have costed candidate plans
+    for tile in plan.tiles:
+        costs_of(tile)
+    converted = [t for t in plan.tiles if t.last_slice]
+    # today 16 row bands of the 64x64 ofmap, all full width and channels: the first, the last, and the middle ones
+    # in two double-buffer slots, so 4 distinct region sets; without the memo the converter is costed 16 times
+    assert layer.quant is not None and len(converted) > 4
+    assert 0 < len(calls) <= len({id(t.regions) for t in plan.tiles}) < len(converted)
 
 
 def test_fast_tile_construction_equals_the_dataclass_init() -> None:

@@ -1,4 +1,4 @@
-"""Per-stage dumps (simulator/dump.py) and ``convsim inspect`` (simulator/inspector.py).
+"""Per-stage dumps (simulator/dump/) and ``convsim inspect`` (simulator/inspector.py).
 
 Expected values are built by hand here (zero insertion, flip + swap, byte orders) or come from the independent
 torch reference in conftest, never from the dump code itself.

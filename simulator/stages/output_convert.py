@@ -116,6 +116,15 @@ def cost(ctx: LayerContext, tile: Tile) -> StageCost:
                      sram_write_bytes={"psum": dst.size_bytes}, dram_write_bytes=dst.size_bytes, writes=(REGION,))
 
 
+def cost_key(ctx: LayerContext, tile: Tile) -> tuple[object, ...]:
+    """Everything :func:`cost` reads from a tile (the ofmap region's shape and slot, whether this is the last
+    input-channel slice, which ofmap axes the tile spans whole): equal keys, equal costs (see
+    ``dma_load.cost_key``)."""
+    out_h, out_w = ctx.layer.output_hw
+    return (id(tile.regions), tile.last_slice, tile.oc == (0, ctx.layer.out_channels), tile.oh == (0, out_h),
+            tile.ow == (0, out_w))
+
+
 def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
     quant = ctx.layer.quant
     if quant is None or not tile.last_slice:

@@ -3,7 +3,8 @@
 Models no hardware. ``index.json`` is written by :class:`simulator.dump.DumpWriter`, but a user can edit it: every
 field the reader uses is validated here (types, ranges, plain file names, known dtypes), so an edited or foreign
 index gives one line naming the field instead of a KeyError or TypeError. Extra fields are allowed (newer
-writers may add some); see docs/dumps.md for what each field means.
+writers may add some); see docs/dumps.md for what each field means. ``FORMAT`` is the tag the writer stamps
+and the reader requires.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from simulator.errors import IntegrityError
 
+FORMAT = "convsim-dumps/1"  # index.json's "format": a reader refuses any other
 MAX_REGION_BYTES = 1 << 30
 
 
