@@ -32,6 +32,10 @@ CASES = {
     "swelled_stride2_grid": (24, 11, 13, 5, 1, (4, 4), (1, 1), (0, 0), (8, 10), 2),
     "deep_small_map_sparse": (64, 5, 5, 3, 1, (3, 3), (1, 1), (0, 0), (3, 3), 2),
     "wide_k_float64": (1100, 3, 3, 2, 1, (1, 1), (1, 1), (0, 0), (3, 3), 1),
+    # more output channels than pixels in a grid row: the GEMM paths keep channels innermost
+    "many_channels_narrow": (16, 4, 3, 40, 1, (3, 3), (1, 1), (1, 1), (4, 3), 1),
+    "grouped_many_channels": (32, 5, 4, 48, 2, (2, 2), (1, 1), (1, 0), (5, 4), 1),
+    "swelled_many_channels": (24, 7, 5, 32, 1, (3, 3), (1, 1), (0, 0), (5, 3), 2),
 }
 
 

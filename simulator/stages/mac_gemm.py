@@ -218,22 +218,28 @@ def conv_row_gemms_slices(slices: list[ConvSlice], geometry: list[Geometry], gro
     dtypes = [np.float32 if w.shape[2] * w.shape[3] * cg <= F32_EXACT_CHANNELS else np.float64 for w in first]
     accs: list[np.ndarray | None] = [None] * len(first)  # allocated at the first add (taken over if it is whole)
     schedule = _band_gemms(grid, groups, tuple((w.shape, *geo) for w, geo in zip(first, geometry, strict=True)))
+    # memory order of the products and accumulators, for the shifted adds: output channels outermost when a grid
+    # row holds more pixels than a job has output channels (each add then runs along whole rows of pixels),
+    # channels innermost otherwise (along a job's channels); the arrays are indexed (channel, row, column) alike
+    pixels_inner = nx >= max((w.shape[0] // groups for w in first), default=0)
     for gemm in schedule:
         for g in range(groups):
-            # (products, pixels): output channels outermost, so every shifted add below runs along whole rows of
-            # pixels (contiguous), not along a tile's few output channels
             prod = None
             for flat, cs, operands in flats:
                 for c0 in range(0, cs, F32_EXACT_CHANNELS):
                     c1 = min(cs, c0 + F32_EXACT_CHANNELS)
-                    part = np.matmul(operands.band(gemm.taps, g, c0, c1),
-                                     flat[gemm.b0 * nx:gemm.b1 * nx, g * cs + c0:g * cs + c1].T)
+                    band, pixels = operands.band(gemm.taps, g, c0, c1), flat[gemm.b0 * nx:gemm.b1 * nx,
+                                                                                 g * cs + c0:g * cs + c1]
+                    part = np.matmul(band, pixels.T) if pixels_inner else np.matmul(pixels, band.T)
                     if prod is None:
                         prod = part if part.dtype == prod_dtype else part.astype(prod_dtype)
                     else:
                         prod += part
             assert prod is not None
-            prod = prod.reshape(-1, gemm.b1 - gemm.b0, nx)
+            if pixels_inner:  # (products, pixels) -> (product, row, column)
+                prod = prod.reshape(-1, gemm.b1 - gemm.b0, nx)
+            else:  # (pixels, products) -> (product, row, column), a view of channels-last memory
+                prod = prod.reshape(gemm.b1 - gemm.b0, nx, -1).transpose(2, 0, 1)
             for j, q0, q1, n0, n1, rows, cols in gemm.adds:
                 part = prod[n0:n1, :, q0:q1]
                 acc = accs[j]
@@ -243,7 +249,9 @@ def conv_row_gemms_slices(slices: list[ConvSlice], geometry: list[Geometry], gro
                     accs[j] = part if dtypes[j] == part.dtype else part.astype(dtypes[j])
                     continue
                 if acc is None:
-                    acc = accs[j] = np.zeros((first[j].shape[0], *out_hw), dtype=dtypes[j])
+                    m = first[j].shape[0]
+                    acc = accs[j] = (np.zeros((m, *out_hw), dtype=dtypes[j]) if pixels_inner else
+                                     np.zeros((*out_hw, m), dtype=dtypes[j]).transpose(2, 0, 1))
                 mg = n1 - n0
                 acc[g * mg:(g + 1) * mg, rows, cols] += part
     out = []

@@ -65,7 +65,10 @@ def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
     src = tile.region(WEIGHT)
     # a pure function of the loaded bytes: the same slice's weights (reloaded for every spatial tile when the input
     # channels are sliced) are converted once and the result written again
-    converted = ctx.derived(("weight_transpose", tile.num_groups, src.shape), sram.raw(src),
-                            lambda: _owned(mapping.transform_weight(sram.read(src), tile.num_groups)),
-                            lambda out: out.nbytes)
+    if ctx.weights_recur:  # kept for a later tile loading the same bytes
+        converted = ctx.memo.get(("weight_transpose", tile.num_groups, src.shape), sram.raw(src),
+                                 lambda: _owned(mapping.transform_weight(sram.read(src), tile.num_groups)),
+                                 lambda out: out.nbytes)
+    else:
+        converted = mapping.transform_weight(sram.read(src), tile.num_groups)
     sram.write(tile.region(mapping.conv_weight), converted)  # type: ignore[arg-type]
