@@ -3,8 +3,10 @@
 Models: for the swelling method, a spatial flip of every kernel and a swap of the in/out channel axes **per
 group** (torch's (C_in, C_out/g, kh, kw) -> (C_out, C_in/g, kh, kw)); for the phase method, a phase splitter
 that cuts the flipped, channel-swapped kernel into stride_h*stride_w sub-kernels (padded to a common size with
-0, or with the weight zero point for a quantized layer, so that w - w_zp is 0 there). It runs once per
-output-channel tile (weights stay resident across the tile's rows). Cycles:
+0, or with the weight zero point for a quantized layer, so that w - w_zp is 0 there). It runs on every tile that
+loads weights: once per output-channel tile while the reduction is one slice (the weights stay resident across
+its spatial tiles), once per slice with the slices outside the spatial tiles, and on every tile with the slices
+innermost (each tile reloads its slice). Cycles:
 ``setup + ceil(max(read, write) / bytes_per_cycle)``. Skipped for conv2d (weights are already conv weights).
 Deliberately ignores: weight compression and sparsity.
 """
