@@ -304,11 +304,12 @@ def whole_process(repeats: int) -> dict[str, Any]:
 
 
 def planner_times(repeats: int) -> list[dict[str, Any]]:
-    """Wall time of the tile planner (:func:`simulator.pipeline.plan_for`: candidates, the objective, the chosen
-    plan in full) for every layer of every shipped and benchmark config and both methods: median of ``repeats``
-    runs. ``build_ms``: building the chosen plan's tile records again with warm window and region caches (one
-    record per tile, linear in the tile count); ``search_ms`` = ``plan_ms`` - ``build_ms``, what the bound is on."""
-    from simulator.pipeline import plan_for
+    """Wall time of the tile planner (:func:`simulator.pipeline.make_plan`, what ``plan_for`` runs on configs it
+    has not planned before: candidates, the objective, the chosen plan in full) for every layer of every shipped
+    and benchmark config and both methods: median of ``repeats`` runs. ``build_ms``: building the chosen plan's
+    tile records again with warm window and region caches (one record per tile, linear in the tile count);
+    ``search_ms`` = ``plan_ms`` - ``build_ms``, what the bound is on."""
+    from simulator.pipeline import make_plan
     from simulator.tiler import Tiler
 
     out = []
@@ -319,7 +320,7 @@ def planner_times(repeats: int) -> list[dict[str, Any]]:
                 times, builds = [], []
                 for _ in range(repeats):
                     t0 = time.perf_counter()
-                    plan = plan_for(layer, cfg.hardware, method)
+                    plan = make_plan(layer, cfg.hardware, method)
                     times.append((time.perf_counter() - t0) * 1e3)
                     tiler = Tiler(layer, cfg.hardware, plan.mapping, plan.slots)
                     shape = (plan.rows_per_tile, plan.cols_per_tile, plan.oc_per_tile, plan.ic_per_tile)
@@ -344,7 +345,7 @@ def planner_lines(planning: list[dict[str, Any]]) -> str:
     return (f"tile planner, {len(planning)} layer x method (shipped and benchmark configs): slowest search "
             f"{search['search_ms']:.1f} ms ({search['config']} {search['layer']} {search['method']}; target <= "
             f"{TARGET_PLAN_MS:g} ms)\n"
-            f"  whole plan_for call, chosen plan's tile records included: slowest {whole['plan_ms']:.1f} ms "
+            f"  whole planner call, chosen plan's tile records included: slowest {whole['plan_ms']:.1f} ms "
             f"({whole['config']} {whole['method']}: {whole['tiles']:,} tiles, {whole['build_ms']:.1f} ms to build "
             f"them, {1e3 * whole['build_ms'] / whole['tiles']:.1f} us per tile)")
 

@@ -18,6 +18,8 @@ and its last end in which it was idle (waiting for input or a free slot).
 from __future__ import annotations
 
 import functools
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
@@ -171,12 +173,39 @@ def modelled_cost(layer: LayerConfig, hw: HardwareConfig, plan: TilePlan,
     return max((row[-1] for row in ends), default=0), dram
 
 
-def plan_for(layer: LayerConfig, hw: HardwareConfig, method_choice: str) -> TilePlan:
-    """The tile plan of ``layer`` under ``engine.transposed_conv = method_choice`` (conv2d: direct), chosen by
-    fewest modelled cycles, then least DRAM traffic."""
+def make_plan(layer: LayerConfig, hw: HardwareConfig, method_choice: str) -> TilePlan:
+    """The planner itself (:func:`plan_for` without its cache): candidates, the objective, the chosen plan."""
     memo: dict[tuple[object, ...], StageCost] = {}  # one planning call's: its candidates' tiles stay alive
     return plan_tiles(layer, hw, mapping_for(layer, hw, method_choice),
                       functools.partial(modelled_cost, layer, hw, memo=memo))
+
+
+PLAN_CACHE_TILES = 65536  # tile records the plan cache holds at most (a 9,216-tile plan is ~2 MB of them)
+_plans: OrderedDict[tuple[int, int, str], tuple[LayerConfig, HardwareConfig, TilePlan]] = OrderedDict()
+_plans_lock = threading.Lock()
+
+
+def plan_for(layer: LayerConfig, hw: HardwareConfig, method_choice: str) -> TilePlan:
+    """The tile plan of ``layer`` under ``engine.transposed_conv = method_choice`` (conv2d: direct), chosen by
+    fewest modelled cycles, then least DRAM traffic.
+
+    A plan is a pure function of the (frozen) configs, so the plans of the configs last planned are kept, keyed by
+    the config objects themselves (held, so their identities stay theirs), and a repeated simulation of the same
+    layer on the same hardware does not plan again: as a compiler keeps the kernels it generated, or torch its
+    oneDNN primitives. At most PLAN_CACHE_TILES tile records are kept, the least recently used dropped first."""
+    key = (id(layer), id(hw), method_choice)
+    with _plans_lock:
+        seen = _plans.get(key)
+        if seen is not None and seen[0] is layer and seen[1] is hw:
+            _plans.move_to_end(key)
+            return seen[2]
+    plan = make_plan(layer, hw, method_choice)
+    with _plans_lock:
+        _plans[key] = (layer, hw, plan)
+        held = sum(len(p.tiles) for _, _, p in _plans.values())
+        while held > PLAN_CACHE_TILES and len(_plans) > 1:
+            held -= len(_plans.popitem(last=False)[1][2].tiles)
+    return plan
 
 
 def simulate_layer(layer: LayerConfig, hw: HardwareConfig, method_choice: str, tensors: LayerTensors | None,

@@ -108,3 +108,24 @@ def test_fast_tile_construction_equals_the_dataclass_init() -> None:
     made, built = Tile.make(*values), Tile(*values)
     assert made == built and hash(made) == hash(built) and astuple(made) == values
     assert [f.name for f in fields(Tile)] == list(made.__dict__)  # make lists every field, in order
+
+
+def test_plans_are_kept_per_config_objects_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """plan_for keeps the plans of the config objects it planned (a repeated simulation does not plan again); an
+    equal config in new objects is planned afresh to an equal plan; the cache drops the least recently used plans
+    beyond its tile budget."""
+    from simulator import pipeline
+
+    monkeypatch.setattr(pipeline, "_plans", type(pipeline._plans)())
+    cfg = load_config(REPO / "configs" / "dcgan_256_128.yaml")
+    first = plan_for(cfg.layer, cfg.hardware, "phase")
+    assert plan_for(cfg.layer, cfg.hardware, "phase") is first
+    assert plan_for(cfg.layer, cfg.hardware, "swell") is not first  # the method is part of the key
+    again = load_config(REPO / "configs" / "dcgan_256_128.yaml")
+    fresh = plan_for(again.layer, again.hardware, "phase")
+    assert fresh is not first and fresh.tiles == first.tiles
+    assert fresh.tiles == pipeline.make_plan(cfg.layer, cfg.hardware, "phase").tiles
+    monkeypatch.setattr(pipeline, "PLAN_CACHE_TILES", len(first.tiles))
+    other = load_config(REPO / "configs" / "dcgan_512_256.yaml")
+    plan_for(other.layer, other.hardware, "phase")  # over budget: the least recently used go, the newest stays
+    assert len(pipeline._plans) == 1 and plan_for(cfg.layer, cfg.hardware, "phase") is not first
