@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import gc
 import json
 import os
 import platform
@@ -35,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -303,12 +304,25 @@ def whole_process(repeats: int) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """The cyclic garbage collector off for the block (collected first), as :mod:`timeit` times."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def planner_times(repeats: int) -> list[dict[str, Any]]:
     """Wall time of the tile planner (:func:`simulator.pipeline.make_plan`, what ``plan_for`` runs on configs it
     has not planned before: candidates, the objective, the chosen plan in full) for every layer of every shipped
     and benchmark config and both methods: median of ``repeats`` runs. ``build_ms``: building the chosen plan's
     tile records again with warm window and region caches (one record per tile, linear in the tile count);
-    ``search_ms`` = ``plan_ms`` - ``build_ms``, what the bound is on."""
+    ``search_ms`` = ``plan_ms`` - ``build_ms``, what the bound is on. Timed as :mod:`timeit` times: with the cyclic
+    garbage collector off (collected before each call), so that a collection of this large process's other
+    objects (torch's) does not land in the planner's time."""
     from simulator.pipeline import make_plan
     from simulator.tiler import Tiler
 
@@ -319,15 +333,17 @@ def planner_times(repeats: int) -> list[dict[str, Any]]:
             for method in METHODS:
                 times, builds = [], []
                 for _ in range(repeats):
-                    t0 = time.perf_counter()
-                    plan = make_plan(layer, cfg.hardware, method)
-                    times.append((time.perf_counter() - t0) * 1e3)
+                    with _no_gc():
+                        t0 = time.perf_counter()
+                        plan = make_plan(layer, cfg.hardware, method)
+                        times.append((time.perf_counter() - t0) * 1e3)
                     tiler = Tiler(layer, cfg.hardware, plan.mapping, plan.slots)
                     shape = (plan.rows_per_tile, plan.cols_per_tile, plan.oc_per_tile, plan.ic_per_tile)
                     tiler.plan(shape, plan.loop_order)  # warms the tiler's window, region and job caches
-                    t0 = time.perf_counter()
-                    rebuilt = tiler.plan(shape, plan.loop_order)
-                    builds.append((time.perf_counter() - t0) * 1e3)
+                    with _no_gc():
+                        t0 = time.perf_counter()
+                        rebuilt = tiler.plan(shape, plan.loop_order)
+                        builds.append((time.perf_counter() - t0) * 1e3)
                     if rebuilt.tiles != plan.tiles:
                         raise SystemExit(f"{path} {layer.name} {method}: rebuilding the chosen plan differs")
                 ms, build = statistics.median(times), statistics.median(builds)
