@@ -204,6 +204,7 @@ def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
     fused = all(row_gemm_ok(k, job.stride, w.shape[1], policy) and min(w.shape[0], *job.out_hw) > 0
                 for job, w, k in zip(tile.jobs, job_weights, reductions, strict=True))
     order_free = all(reduction_is_order_free(k) for k in reductions)
+    first = tile.first_slice  # this tile writes the psum afresh (no accumulators to continue)
     if fused:  # every job of the tile reads the same staged input: one pass of shared band GEMMs
         operands = _reused_row_operands(ctx, sram.raw(tile.region(mapping.conv_weight)), tile, job_weights)
         if order_free and _batch_slice(ctx, tile, x, job_weights, operands):
@@ -212,7 +213,7 @@ def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
             raise RuntimeError(f"tile {tile.index}: {len(ctx.pending)} pending slices before slice {tile.ic_slice}")
         # with the earlier slices of this spatial tile, if they were kept: then this is their first psum write
         slices: list[ConvSlice] = [*ctx.pending, (x, job_weights, operands)]
-        first = tile.first_slice or bool(ctx.pending)
+        first = first or bool(ctx.pending)
         ctx.pending.clear()
         exact = conv_exact_slices(slices, [(job.dilation, job.in_offset, job.out_hw) for job in tile.jobs], groups,
                                    _stacked_operands(ctx, slices, groups))
@@ -228,7 +229,7 @@ def execute(sram: Sram, dram: Dram, ctx: LayerContext, tile: Tile) -> None:
             return
     for i, (job, w, k) in enumerate(zip(tile.jobs, job_weights, reductions, strict=True)):
         region = tile.region(job.psum_region)
-        initial = None if tile.first_slice else sram.read(region)
+        initial = None if first else sram.read(region)
         origin = (tile.n, tile.oc[0], tile.oh[0] + job.out_start[0], tile.ow[0] + job.out_start[1])
         scale = (1, 1, *job.out_step)
 
