@@ -56,7 +56,7 @@ class StageSummary:
         if self.skipped:
             return f"{self.name:<17} {'skipped':>12}"
         return (f"{self.name:<17} {self.cycles:>12,} {self.stall_cycles:>12,} {fmt_nj(self.energy_fj):>14}  "
-                f"{_per_buffer(self.sram_read_bytes):<30}{_per_buffer(self.sram_write_bytes):<30}"
+                f"{_column(_per_buffer(self.sram_read_bytes), 30)}{_column(_per_buffer(self.sram_write_bytes), 30)}"
                 f"{self.dram_read_bytes:,}/{self.dram_write_bytes:,}")
 
     def mac_line(self) -> str:
@@ -130,6 +130,12 @@ class LayerReport:
         gating = "gated" if self.energy_table.get("zero_gating") else "not gated"
         return (f"energy: {fmt_nj(self.energy_fj)} nJ ({parts or 'all actions cost 0'}); MACs on inserted zeros "
                 f"{self.macs_on_zeros:,} ({gating}) cost {fmt_nj(self.zero_mac_energy_fj)} nJ")
+
+
+def _column(text: str, width: int) -> str:
+    """``text`` left-aligned in ``width`` characters, or followed by one space when it is that long (a large layer's
+    byte counts), so that two columns never run together."""
+    return f"{text:<{width}}" if len(text) < width else text + " "
 
 
 def _add(into: dict[str, int], more: dict[str, int], times: int = 1) -> None:

@@ -315,3 +315,14 @@ def test_from_torch_bad_target_or_shape(models, tmp_path, capsys, target, shape,
     err = _one_line_error(*_run(["from-torch", target, "--input-shape", shape, "--out", str(tmp_path / "x.yaml")],
                                 capsys))
     assert expected in err
+
+
+def test_a_large_layers_byte_columns_never_run_together() -> None:
+    """A stage reading hundreds of MB per buffer overflows the 30-character column: one space still separates it
+    from the next (the 64 KiB benchmark layer's MAC array row ran 'psum 251,658,240psum 268,435,456')."""
+    mac = StageSummary("mac_array", 43_302_912, 0, {"ifmap": 193_167_360, "weight": 134_217_728,
+                                                     "psum": 251_658_240}, {"psum": 268_435_456}, 0, 0, False)
+    row = mac.line()
+    assert "psum 251,658,240 psum 268,435,456" in row
+    small = StageSummary("load", 99, 0, {}, {"ifmap": 25, "weight": 13}, 38, 0, False).line()
+    assert "ifmap 25 weight 13            38/0" in small  # short columns keep their width
